@@ -1,0 +1,146 @@
+"""Thinking profiles: how a model family delimits its thinking, resolved to token ids.
+
+A `ProfileSpec` is plain strings (JSON-serialisable; an exported model folder ships one as
+`thinking_profile.json`). `ThinkingProfile.from_tokenizer` resolves it against a tokenizer
+once, when a server or trainer starts: the delimiters must each be exactly one token, and the
+termination and extension texts are tokenised here, never hard-coded. It also scans the
+vocabulary once for the tokens that end a line or a sentence (used by the cut window).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROFILE_FILENAME = "thinking_profile.json"
+
+# Qwen's client code forces this text (REFERENCE.md §1); "\n</think>\n\n" follows it.
+QWEN3_TERMINATION = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on "
+    "the thinking directly now.\n"
+)
+SENTENCE_ENDS = (".", "!", "?", "。", "！", "？")
+
+
+class ProfileError(ValueError):
+    """The tokenizer or chat template cannot carry this thinking profile."""
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    name: str
+    start: str = "<think>"
+    end: str = "</think>"
+    # Forced when a budget is reached, before `end`; `answer_separator` follows `end`.
+    termination_text: str = QWEN3_TERMINATION
+    answer_separator: str = "\n\n"
+    # Replaces an end delimiter sampled before `min_thinking_tokens` (s1 budget forcing).
+    extension_text: str = "Wait,"
+    # True when the chat template's generation prompt already opens thinking
+    # (DeepSeek-R1 style); False when the model writes the start delimiter (Qwen3 style).
+    template_opens_thinking: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileSpec:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ProfileError(f"unknown thinking profile fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProfileSpec:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+BUILTIN_PROFILES: dict[str, ProfileSpec] = {
+    "qwen3": ProfileSpec(name="qwen3"),
+    "deepseek-r1": ProfileSpec(name="deepseek-r1", template_opens_thinking=True),
+}
+
+
+def _single_token(tokenizer: Any, text: str, what: str) -> int:
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ProfileError(
+            f"the tokenizer has no single token for the {what} delimiter {text!r} "
+            f"(it encodes to {len(ids)} tokens): this model cannot honour a thinking budget"
+        )
+    return ids[0]
+
+
+def _boundary_ids(tokenizer: Any) -> frozenset[int]:
+    """Token ids whose text ends a line or a sentence (one batched decode of the vocab)."""
+    n = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=True)
+    out = set()
+    for i, t in enumerate(texts):
+        if "\n" in t or t.rstrip(" \t").endswith(SENTENCE_ENDS):
+            out.add(i)
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class ThinkingProfile:
+    spec: ProfileSpec
+    start_id: int
+    end_id: int
+    separator_ids: tuple[int, ...]
+    termination_ids: tuple[int, ...]  # the default cut: text + end + separator
+    extension_ids: tuple[int, ...]
+    boundary_ids: frozenset[int] = field(repr=False)
+    tokenizer: Any = field(repr=False, compare=False)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, spec: ProfileSpec | str = "qwen3") -> ThinkingProfile:
+        if isinstance(spec, str):
+            spec = BUILTIN_PROFILES[spec]
+        start_id = _single_token(tokenizer, spec.start, "start")
+        end_id = _single_token(tokenizer, spec.end, "end")
+        if start_id == end_id:
+            raise ProfileError("start and end delimiters resolve to the same token")
+        ext = tuple(tokenizer.encode(spec.extension_text, add_special_tokens=False))
+        if spec.extension_text and not ext:
+            raise ProfileError(f"extension text {spec.extension_text!r} encodes to nothing")
+        if end_id in ext or start_id in ext:
+            raise ProfileError("the extension text must not contain a thinking delimiter")
+        sep = tuple(tokenizer.encode(spec.answer_separator, add_special_tokens=False))
+        profile = cls(
+            spec=spec,
+            start_id=start_id,
+            end_id=end_id,
+            separator_ids=sep,
+            termination_ids=(),
+            extension_ids=ext,
+            boundary_ids=_boundary_ids(tokenizer),
+            tokenizer=tokenizer,
+        )
+        return replace(profile, termination_ids=profile.cut_sequence(spec.termination_text))
+
+    def cut_sequence(self, termination_text: str | None = None) -> tuple[int, ...]:
+        """Token ids forced on a cut: `termination_text` (profile default if None), the end
+        delimiter, then the answer separator. An empty text gives a hard cut."""
+        text = self.spec.termination_text if termination_text is None else termination_text
+        ids = tuple(self.tokenizer.encode(text, add_special_tokens=False)) if text else ()
+        if self.start_id in ids or self.end_id in ids:
+            raise ProfileError("the termination text must not contain a thinking delimiter")
+        return ids + (self.end_id,) + self.separator_ids
+
+
+def detect_spec(tokenizer: Any, model_dir: str | Path | None = None) -> ProfileSpec | None:
+    """The profile a model ships (`thinking_profile.json`), else one inferred from its chat
+    template, else None (the model has no thinking delimiters)."""
+    if model_dir is not None and (Path(model_dir) / PROFILE_FILENAME).is_file():
+        return ProfileSpec.load(Path(model_dir) / PROFILE_FILENAME)
+    template = tokenizer.chat_template or ""
+    if not isinstance(template, str) or "<think>" not in template or "</think>" not in template:
+        return None
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    opens = prompt.rstrip().endswith("<think>")
+    return BUILTIN_PROFILES["deepseek-r1" if opens else "qwen3"]

@@ -1,0 +1,108 @@
+"""`thinkbudget` command line: `thinkbudget serve [flags]`.
+
+With no `--model`, serves the project's demo model (`models/demo`, made by train_fusion)
+when it is there, else a tiny model that `train_fusion.tiny` builds locally on first use
+(about a minute on CPU, cached under `.cache/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from serve.budgeting import DEFAULT_EFFORT_BUDGETS
+from serve.config import ServerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL = ROOT / "models" / "demo"
+
+
+def default_model() -> str:
+    if (DEMO_MODEL / "config.json").is_file():
+        return str(DEMO_MODEL)
+    from train_fusion.tiny import ensure_tiny_model
+
+    print("thinkbudget: no --model given; building the tiny local model (first run only)")
+    return str(ensure_tiny_model())
+
+
+def parse_efforts(text: str) -> dict[str, int]:
+    table = dict(DEFAULT_EFFORT_BUDGETS)
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in table or not value.lstrip("-").isdigit() or int(value) < -1:
+            raise argparse.ArgumentTypeError(
+                f"bad effort budget {item!r}: use low=N,medium=N,high=N (N >= 0, or -1)"
+            )
+        table[name] = int(value)
+    return table
+
+
+def serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="start the OpenAI-compatible server")
+    p.add_argument("--model", help="model folder or hub id (default: the demo model)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or THINKBUDGET_API_KEY)")
+    p.add_argument("--served-model-name")
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--data-parallel-size", type=int, default=1)
+    p.add_argument("--kv-cache-memory-bytes", type=int, help="KV cache size (CPU default 1 GiB)")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--thinking-profile", default="auto",
+                   help="auto | qwen3 | deepseek-r1 | none | PATH.json")
+    p.add_argument("--reasoning-effort-budgets", type=parse_efforts, default=None,
+                   help="e.g. low=1024,medium=4096,high=-1 (-1 = unlimited)")
+    p.add_argument("--default-thinking-budget", type=int,
+                   help="budget for requests that set none (default: unlimited)")
+    p.add_argument("--answer-reserve", type=int, default=32,
+                   help="answer tokens kept free of thinking within max_tokens")
+    p.add_argument("--max-n", type=int, default=16)
+    p.add_argument("--cors-origin", action="append", default=[], dest="cors_origins")
+    p.add_argument("--log-level", default="info")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from serve.app import create_app
+
+    if args.default_thinking_budget is not None and args.default_thinking_budget < -1:
+        sys.exit("thinkbudget: --default-thinking-budget must be >= 0 or -1")
+    config = ServerConfig(
+        model=args.model or default_model(),
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        served_model_name=args.served_model_name,
+        max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tensor_parallel_size,
+        data_parallel_size=args.data_parallel_size,
+        kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+        dtype=args.dtype,
+        thinking_profile=args.thinking_profile,
+        reasoning_effort_budgets=args.reasoning_effort_budgets or dict(DEFAULT_EFFORT_BUDGETS),
+        default_thinking_budget=args.default_thinking_budget,
+        answer_reserve=args.answer_reserve,
+        max_n=args.max_n,
+        cors_origins=args.cors_origins,
+    )
+    logging.basicConfig(level=args.log_level.upper())
+    uvicorn.run(create_app(config), host=config.host, port=config.port,
+                log_level=args.log_level, timeout_graceful_shutdown=30)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="thinkbudget", description="thinking budgets for LLMs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        run_serve(args)
+
+
+if __name__ == "__main__":
+    main()

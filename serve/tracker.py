@@ -1,0 +1,116 @@
+"""Per-choice mirror of the engine's budget state: splits tokens into reasoning and content.
+
+The logits processor runs inside vLLM's engine-core process, so the server cannot read its
+state; instead each choice replays the same `BudgetState` over the emitted token ids. The
+split is by token id, never by text: the delimiters go nowhere, the forced termination text
+stays in the reasoning, and nothing of either can leak into the content. Each segment is
+detokenised incrementally (`tokenizers.DecodeStream`), so a token costs O(1).
+
+Stop strings apply to the answer (content) only: thinking is not stopped by them. The
+content holds back len(longest stop) - 1 characters so a stop string split across tokens is
+never streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tokenizers.decoders import DecodeStream
+
+from budget.profile import ThinkingProfile
+from budget.state import BudgetParams, BudgetState, Kind
+
+
+class Segment:
+    """Incremental text of one stream of tokens: leading whitespace dropped, stop strings."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str] = (), strip_leading: bool = True):
+        self._backend = tokenizer.backend_tokenizer
+        self._stream = DecodeStream(skip_special_tokens=True)
+        self._strip = strip_leading
+        self._stop = [s for s in stop if s]
+        self._hold = max((len(s) for s in self._stop), default=1) - 1
+        self._pending = ""
+        self.tokens = 0
+        self.stopped = False
+
+    def push(self, token: int) -> str:
+        self.tokens += 1
+        piece = self._stream.step(self._backend, token) or ""
+        if self._strip:
+            piece = piece.lstrip()
+            if not piece:
+                return ""
+            self._strip = False
+        if not self._stop:
+            return piece
+        buf = self._pending + piece
+        hits = [i for i in (buf.find(s) for s in self._stop) if i >= 0]
+        if hits:
+            self.stopped, self._pending = True, ""
+            return buf[: min(hits)]
+        cut = max(0, len(buf) - self._hold)
+        self._pending = buf[cut:]
+        return buf[:cut]
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out
+
+
+class ChoiceTracker:
+    """Routes one choice's tokens; `raw` (the completions endpoint) keeps everything as text."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        profile: ThinkingProfile | None,
+        params: BudgetParams | None,
+        prompt_ids: Sequence[int],
+        stop: Sequence[str] = (),
+        raw: bool = False,
+    ) -> None:
+        self.state = (
+            BudgetState.for_profile(profile, params, prompt_ids)
+            if profile is not None and params is not None
+            else None
+        )
+        self.raw = raw
+        self.reasoning = Segment(tokenizer)
+        self.content = Segment(tokenizer, stop, strip_leading=not raw)
+        self.completion_tokens = 0
+        self.reasoning_tokens = 0
+        self.finish_reason: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.content.stopped
+
+    def feed(self, token_ids: Sequence[int]) -> tuple[str, str]:
+        """Consume new tokens; returns (reasoning delta, content delta)."""
+        reasoning, content = [], []
+        for tok in token_ids:
+            if self.content.stopped:
+                break
+            self.completion_tokens += 1
+            kind = self.state.advance(tok)[0] if self.state is not None else Kind.CONTENT
+            if kind is not Kind.CONTENT:
+                self.reasoning_tokens += 1
+            if self.raw or kind is Kind.CONTENT:
+                content.append(self.content.push(tok))
+            elif kind is Kind.REASONING:
+                reasoning.append(self.reasoning.push(tok))
+        return "".join(reasoning), "".join(content)
+
+    def finish(self, reason: str | None) -> str:
+        """Mark the choice done; returns held-back content (empty after a stop string)."""
+        self.finish_reason = "stop" if self.content.stopped else reason
+        return "" if self.content.stopped else self.content.flush()
+
+    def stats(self, budget: int | None) -> dict[str, Any] | None:
+        if self.state is None:
+            return None
+        stats = self.state.stats()
+        stats["budget"] = budget
+        return stats

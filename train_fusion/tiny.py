@@ -1,0 +1,179 @@
+"""Build a tiny Qwen3-architecture model that thinks, from nothing, in about a minute on CPU.
+
+No model hub is reachable, so tests and the server's fallback default use this. It makes:
+1. a byte-level BPE tokenizer trained on the task's own text, with `<|im_start|>`,
+   `<|im_end|>`, `<|endoftext|>` as special tokens and `<think>` / `</think>` as normal
+   tokens, plus a Qwen3-like chat template (`enable_thinking`, `/think`, `/no_think`);
+2. a randomly initialised `Qwen3ForCausalLM` (hidden 64, 2 layers);
+3. optionally a short plain training run on a synthetic "sum the digits" task in Qwen3's
+   fused format: think samples `<think>\\n3+5=8\\n8+2=10\\n</think>\\n\\n10` and no_think
+   samples with an empty block. The model learns to open and close thinking; it is not
+   meant to be accurate (issue 3's demo model is).
+
+Launch: `python -m train_fusion.tiny OUT_DIR [--steps N]`; `ensure_tiny_model()` caches the
+result under `.cache/` keyed by a version string so tests build it once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+VERSION = "tiny-v2"
+ROOT = Path(__file__).resolve().parent.parent
+
+CHAT_TEMPLATE = """\
+{%- for message in messages %}
+{%- if message.role == 'assistant' %}
+{%- set content = message.content %}
+{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}
+{{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}
+{%- else %}
+{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- '<|im_start|>assistant\\n' }}
+{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}
+{%- endif %}"""
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+THINK = ["<think>", "</think>"]
+
+
+def sample(rng: random.Random, think: bool, cut: bool = False) -> tuple[str, str]:
+    """One (user, assistant) pair of the sum task in Qwen3's fused format; `cut` makes a
+    budget-cut sample (reasoning truncated, then the termination text `budget/` forces)."""
+    nums = [rng.randint(0, 9) for _ in range(rng.randint(2, 6))]
+    flag = "" if think and rng.random() < 0.5 else (" /think" if think else " /no_think")
+    user = "sum " + " ".join(map(str, nums)) + flag
+    answer = str(sum(nums))
+    if not think:
+        return user, f"<think>\n\n</think>\n\n{answer}"
+    lines, acc = [], nums[0]
+    for n in nums[1:]:
+        lines.append(f"{acc}+{n}={acc + n}.")
+        acc += n
+    reasoning = "\n" + "\n".join(lines) + "\n"
+    if cut:
+        from budget.profile import QWEN3_TERMINATION
+
+        reasoning = reasoning[: rng.randint(0, len(reasoning) - 1)] + QWEN3_TERMINATION
+    return user, "<think>" + reasoning + "</think>\n\n" + answer
+
+
+def render(user: str, assistant: str) -> str:
+    return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{assistant}<|im_end|>\n"
+
+
+def build_tokenizer(out: Path, corpus: list[str]):
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from budget.profile import QWEN3_TERMINATION
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    extra = [QWEN3_TERMINATION, "Wait, let me check.", "The answer is"] * 20
+    tok.train_from_iterator(corpus + extra, trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
+    )
+    fast.save_pretrained(out)
+    return fast
+
+
+def build(out: Path, steps: int = 300, seed: int = 0) -> Path:
+    import torch
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = [
+        sample(rng, think=(r := rng.random()) < 0.8, cut=r < 0.2) for _ in range(4000)
+    ]
+    texts = [render(u, a) for u, a in pairs]
+    tok = build_tokenizer(out, texts)
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+        dtype="float32",
+    )
+    model = Qwen3ForCausalLM(config)
+    if steps:
+        enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for step in range(steps):
+            batch = rng.sample(enc, 32)
+            width = max(map(len, batch))
+            ids = torch.full((len(batch), width), tok.pad_token_id)
+            labels = torch.full((len(batch), width), -100)
+            for i, seq in enumerate(batch):
+                ids[i, : len(seq)] = torch.tensor(seq)
+                labels[i, : len(seq)] = torch.tensor(seq)
+            loss = model(input_ids=ids, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    GenerationConfig(eos_token_id=config.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(out)
+    (out / "thinkbudget_tiny.json").write_text(json.dumps({"version": VERSION, "steps": steps}))
+    return out
+
+
+def ensure_tiny_model(steps: int = 300, cache: Path | None = None) -> Path:
+    """Build once per version into `.cache/` (atomically), then reuse."""
+    cache = cache or ROOT / ".cache"
+    target = cache / f"{VERSION}-s{steps}"
+    if (target / "thinkbudget_tiny.json").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".build-"))
+    build(tmp, steps=steps)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--steps", type=int, default=300)
+    args = ap.parse_args()
+    print(build(args.out, steps=args.steps))
+
+
+if __name__ == "__main__":
+    main()
