@@ -6,9 +6,11 @@ No model hub is reachable, so tests and the server's fallback default use this. 
    tokens, plus a Qwen3-like chat template (`enable_thinking`, `/think`, `/no_think`);
 2. a randomly initialised `Qwen3ForCausalLM` (hidden 64, 2 layers);
 3. optionally a short plain training run on a synthetic "sum the digits" task in Qwen3's
-   fused format: think samples `<think>\\n3+5=8\\n8+2=10\\n</think>\\n\\n10` and no_think
-   samples with an empty block. The model learns to open and close thinking; it is not
-   meant to be accurate (issue 3's demo model is).
+   fused format: think samples `<think>\\n3+5=8.\\n8+2=10.\\n</think>\\n\\n10`, no_think
+   samples with an empty block, and budget-cut samples ending in the termination text. Each
+   piece is tokenised separately, as the server does (prompt, forced text, generation).
+   The model learns to open and close thinking and to answer after a cut; it is not meant
+   to be accurate (issue 3's demo model is).
 
 Launch: `python -m train_fusion.tiny OUT_DIR [--steps N]`; `ensure_tiny_model()` caches the
 result under `.cache/` keyed by a version string so tests build it once.
@@ -23,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-VERSION = "tiny-v2"
+VERSION = "tiny-v3"
 ROOT = Path(__file__).resolve().parent.parent
 
 CHAT_TEMPLATE = """\
@@ -45,29 +47,27 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK = ["<think>", "</think>"]
 
 
-def sample(rng: random.Random, think: bool, cut: bool = False) -> tuple[str, str]:
-    """One (user, assistant) pair of the sum task in Qwen3's fused format; `cut` makes a
-    budget-cut sample (reasoning truncated, then the termination text `budget/` forces)."""
+def sample(rng: random.Random, think: bool, cut: bool = False) -> list[str]:
+    """One conversation of the sum task in Qwen3's fused format, as the pieces the server
+    tokenises separately: the templated prompt (with the no_think pre-fill), the model's
+    text, and on a budget-cut sample (`cut`) the termination text that `budget/` forces."""
+    from budget.profile import QWEN3_TERMINATION
+
     nums = [rng.randint(0, 9) for _ in range(rng.randint(2, 6))]
     flag = "" if think and rng.random() < 0.5 else (" /think" if think else " /no_think")
-    user = "sum " + " ".join(map(str, nums)) + flag
-    answer = str(sum(nums))
+    prompt = f"<|im_start|>user\nsum {' '.join(map(str, nums))}{flag}<|im_end|>\n<|im_start|>assistant\n"
+    end = [str(sum(nums)), "<|im_end|>\n"]
     if not think:
-        return user, f"<think>\n\n</think>\n\n{answer}"
+        return [prompt + "<think>\n\n</think>\n\n", *end]
     lines, acc = [], nums[0]
     for n in nums[1:]:
         lines.append(f"{acc}+{n}={acc + n}.")
         acc += n
     reasoning = "\n" + "\n".join(lines) + "\n"
     if cut:
-        from budget.profile import QWEN3_TERMINATION
-
-        reasoning = reasoning[: rng.randint(0, len(reasoning) - 1)] + QWEN3_TERMINATION
-    return user, "<think>" + reasoning + "</think>\n\n" + answer
-
-
-def render(user: str, assistant: str) -> str:
-    return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{assistant}<|im_end|>\n"
+        reasoning = reasoning[: rng.randint(0, len(reasoning) - 1)]
+        return [prompt, "<think>", reasoning, QWEN3_TERMINATION, "</think>", "\n\n", *end]
+    return [prompt, "<think>", reasoning, "</think>", "\n\n", *end]
 
 
 def build_tokenizer(out: Path, corpus: list[str]):
@@ -107,11 +107,8 @@ def build(out: Path, steps: int = 300, seed: int = 0) -> Path:
     rng = random.Random(seed)
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = [
-        sample(rng, think=(r := rng.random()) < 0.8, cut=r < 0.2) for _ in range(4000)
-    ]
-    texts = [render(u, a) for u, a in pairs]
-    tok = build_tokenizer(out, texts)
+    samples = [sample(rng, think=(r := rng.random()) < 0.8, cut=r < 0.2) for _ in range(4000)]
+    tok = build_tokenizer(out, ["".join(pieces) for pieces in samples])
     config = Qwen3Config(
         vocab_size=len(tok),
         hidden_size=64,
@@ -129,7 +126,10 @@ def build(out: Path, steps: int = 300, seed: int = 0) -> Path:
     )
     model = Qwen3ForCausalLM(config)
     if steps:
-        enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        enc = [
+            [i for piece in pieces for i in tok.encode(piece, add_special_tokens=False)]
+            for pieces in samples
+        ]
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         model.train()
         for step in range(steps):

