@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "models" / "demo"
 
 
-def default_model() -> str:
+def default_model() -> tuple[str, str]:
+    """(path, served name) of the model served when --model is not given."""
     if (DEMO_MODEL / "config.json").is_file():
-        return str(DEMO_MODEL)
+        return str(DEMO_MODEL), "thinkbudget-demo"
     from train_fusion.tiny import ensure_tiny_model
 
-    print("thinkbudget: no --model given; building the tiny local model (first run only)")
-    return str(ensure_tiny_model())
+    print("thinkbudget: no --model given; using the tiny local model (built on first run)")
+    return str(ensure_tiny_model()), "thinkbudget-tiny"
 
 
 def parse_efforts(text: str) -> dict[str, int]:
@@ -72,12 +73,13 @@ def run_serve(args: argparse.Namespace) -> None:
 
     if args.default_thinking_budget is not None and args.default_thinking_budget < -1:
         sys.exit("thinkbudget: --default-thinking-budget must be >= 0 or -1")
+    model, name = (args.model, args.served_model_name) if args.model else default_model()
     config = ServerConfig(
-        model=args.model or default_model(),
+        model=model,
         host=args.host,
         port=args.port,
         api_key=args.api_key,
-        served_model_name=args.served_model_name,
+        served_model_name=args.served_model_name or name,
         max_model_len=args.max_model_len,
         tensor_parallel_size=args.tensor_parallel_size,
         data_parallel_size=args.data_parallel_size,
