@@ -230,7 +230,7 @@ async def _chat_response(gen: Generation, prep: Prepared, model: str) -> ChatCom
         message = ResponseMessage(content="".join(content[i]), reasoning_content=text,
                                   reasoning=text)  # fmt: skip
         choices.append(ChatChoice(index=i, message=message, finish_reason=tracker.finish_reason,
-                                  thinking=gen.stats(i)))  # fmt: skip
+                                  thinking=gen.stats(i), **gen.ids(i)))  # fmt: skip
     return ChatCompletion(id=prep.request_id, model=model, choices=choices, usage=gen.usage())
 
 
@@ -250,7 +250,7 @@ async def _chat_chunks(gen: Generation, prep: Prepared, model: str, usage: bool)
             if done:
                 last = ChunkChoice(index=index, delta=DeltaMessage(),
                                    finish_reason=gen.trackers[index].finish_reason,
-                                   thinking=gen.stats(index))  # fmt: skip
+                                   thinking=gen.stats(index), **gen.ids(index))  # fmt: skip
                 yield _data(ChatCompletionChunk(**head, choices=[last]))
         if usage:
             yield _data(ChatCompletionChunk(**head, choices=[], usage=gen.usage()))
@@ -267,7 +267,7 @@ async def _completion_response(gen: Generation, prep: Prepared, model: str, echo
         texts[index].append(c)
     choices = [
         CompletionChoice(index=i, text="".join(texts[i]), finish_reason=t.finish_reason,
-                         thinking=gen.stats(i))  # fmt: skip
+                         thinking=gen.stats(i), **gen.ids(i))  # fmt: skip
         for i, t in enumerate(gen.trackers)
     ]
     return Completion(id=prep.request_id, model=model, choices=choices, usage=gen.usage())
@@ -285,7 +285,7 @@ async def _completion_chunks(gen: Generation, prep: Prepared, model: str, usage:
             if c or done:
                 choice = CompletionChoice(
                     index=index, text=c, finish_reason=tracker.finish_reason if done else None,
-                    thinking=gen.stats(index) if done else None,
+                    thinking=gen.stats(index) if done else None, **(gen.ids(index) if done else {}),
                 )  # fmt: skip
                 yield _data(Completion(**head, choices=[choice]))
         if usage:

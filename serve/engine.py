@@ -72,6 +72,7 @@ class Prepared:
     sampling: Any  # vllm.SamplingParams
     n: int
     stop: list[str]
+    return_token_ids: bool = False
 
 
 class EngineHandle:
@@ -168,6 +169,7 @@ class EngineHandle:
             sampling=sampling,
             n=req.n,
             stop=stop,
+            return_token_ids=req.return_token_ids,
         )
 
     def generation(self, prep: Prepared, endpoint: str, raw: bool = False) -> Generation:
@@ -179,7 +181,7 @@ class Generation:
         self.handle, self.prep, self.endpoint = handle, prep, endpoint
         self.trackers = [
             ChoiceTracker(handle.tokenizer, handle.profile, prep.params, prep.prompt_ids,
-                          prep.stop, raw)
+                          prep.stop, raw, prep.return_token_ids)
             for _ in range(prep.n)
         ]  # fmt: skip
         self.arrival = time.monotonic()
@@ -188,6 +190,13 @@ class Generation:
 
     def stats(self, index: int) -> dict | None:
         return self.trackers[index].stats(self.prep.budget)
+
+    def ids(self, index: int) -> dict:
+        """The choice's token-id fields (empty unless the request asked for them)."""
+        if not self.prep.return_token_ids:
+            return {}
+        return {"prompt_token_ids": self.prep.prompt_ids,
+                "token_ids": self.trackers[index].token_ids}  # fmt: skip
 
     def usage(self) -> dict:
         completion = sum(t.completion_tokens for t in self.trackers)
@@ -225,7 +234,8 @@ class Generation:
                     reasoning, content = tracker.feed(c.token_ids)
                     done = c.finish_reason is not None or tracker.stopped
                     if done:
-                        content += tracker.finish(c.finish_reason)
+                        r_tail, c_tail = tracker.finish(c.finish_reason)
+                        reasoning, content = reasoning + r_tail, content + c_tail
                         pending.discard(c.index)
                     if content and self.first_answer is None:
                         self.first_answer = time.monotonic()

@@ -94,6 +94,8 @@ class ChatCompletionRequest(ThinkingFields):
     # -- not OpenAI's: thinking switches (budget fields come from ThinkingFields) --------
     enable_thinking: StrictBool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+    # -- not OpenAI's: return prompt and completion token ids (as vLLM's field) ----------
+    return_token_ids: StrictBool = False
 
 
 class CompletionRequest(ThinkingFields):
@@ -117,6 +119,8 @@ class CompletionRequest(ThinkingFields):
     top_k: StrictInt | None = None
     min_p: Probability | None = None
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
+    # -- not OpenAI's: return prompt and completion token ids (as vLLM's field) ----------
+    return_token_ids: StrictBool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,6 +160,8 @@ class ChatChoice(BaseModel):
     finish_reason: str | None
     # -- not OpenAI's --
     thinking: ThinkingStats | None = None
+    prompt_token_ids: list[int] | None = None  # with return_token_ids
+    token_ids: list[int] | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -182,6 +188,8 @@ class ChunkChoice(BaseModel):
     finish_reason: str | None = None
     # -- not OpenAI's: sent with the choice's last chunk --
     thinking: ThinkingStats | None = None
+    prompt_token_ids: list[int] | None = None  # with return_token_ids
+    token_ids: list[int] | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -200,6 +208,8 @@ class CompletionChoice(BaseModel):
     finish_reason: str | None
     # -- not OpenAI's --
     thinking: ThinkingStats | None = None
+    prompt_token_ids: list[int] | None = None  # with return_token_ids
+    token_ids: list[int] | None = None
 
 
 class Completion(BaseModel):

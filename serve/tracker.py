@@ -26,18 +26,27 @@ class Segment:
     """Incremental text of one stream of tokens: leading whitespace dropped, stop strings."""
 
     def __init__(self, tokenizer: Any, stop: Sequence[str] = (), strip_leading: bool = True):
+        self._tokenizer = tokenizer
         self._backend = tokenizer.backend_tokenizer
         self._stream = DecodeStream(skip_special_tokens=True)
         self._strip = strip_leading
         self._stop = [s for s in stop if s]
         self._hold = max((len(s) for s in self._stop), default=1) - 1
         self._pending = ""
+        self._undecoded: list[int] = []  # tokens of an incomplete UTF-8 sequence
         self.tokens = 0
         self.stopped = False
 
     def push(self, token: int) -> str:
         self.tokens += 1
-        piece = self._stream.step(self._backend, token) or ""
+        piece = self._stream.step(self._backend, token)
+        if piece is None:
+            self._undecoded.append(token)
+            return ""
+        self._undecoded.clear()
+        return self._text(piece)
+
+    def _text(self, piece: str) -> str:
         if self._strip:
             piece = piece.lstrip()
             if not piece:
@@ -55,7 +64,16 @@ class Segment:
         return buf[:cut]
 
     def flush(self) -> str:
-        out, self._pending = self._pending, ""
+        """End of the segment: bytes that never completed a character decode as U+FFFD (as
+        a batch decode would), and held-back text is released."""
+        out = ""
+        if self._undecoded and not self.stopped:
+            ids, self._undecoded = self._undecoded, []
+            self._stream = DecodeStream(skip_special_tokens=True)
+            out = self._text(self._tokenizer.decode(ids, skip_special_tokens=True))
+        if self.stopped:
+            return out
+        out, self._pending = out + self._pending, ""
         return out
 
 
@@ -70,7 +88,9 @@ class ChoiceTracker:
         prompt_ids: Sequence[int],
         stop: Sequence[str] = (),
         raw: bool = False,
+        keep_ids: bool = False,
     ) -> None:
+        self.token_ids: list[int] | None = [] if keep_ids else None
         self.state = (
             BudgetState.for_profile(profile, params, prompt_ids)
             if profile is not None and params is not None
@@ -94,6 +114,8 @@ class ChoiceTracker:
             if self.content.stopped:
                 break
             self.completion_tokens += 1
+            if self.token_ids is not None:
+                self.token_ids.append(tok)
             kind = self.state.advance(tok)[0] if self.state is not None else Kind.CONTENT
             if kind is not Kind.CONTENT:
                 self.reasoning_tokens += 1
@@ -101,12 +123,15 @@ class ChoiceTracker:
                 content.append(self.content.push(tok))
             elif kind is Kind.REASONING:
                 reasoning.append(self.reasoning.push(tok))
+            elif self.state is not None and not self.state.thinking:
+                reasoning.append(self.reasoning.flush())  # thinking just ended
         return "".join(reasoning), "".join(content)
 
-    def finish(self, reason: str | None) -> str:
-        """Mark the choice done; returns held-back content (empty after a stop string)."""
+    def finish(self, reason: str | None) -> tuple[str, str]:
+        """Mark the choice done; returns the (reasoning, content) text still held back."""
+        tail = self.content.flush()
         self.finish_reason = "stop" if self.content.stopped else reason
-        return "" if self.content.stopped else self.content.flush()
+        return self.reasoning.flush(), tail
 
     def stats(self, budget: int | None) -> dict[str, Any] | None:
         if self.state is None:

@@ -1,0 +1,66 @@
+"""Run `thinkbudget serve` (or any OpenAI-compatible server command) as a subprocess on
+loopback and wait until `/health` answers; used by the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, args: list[str], log: Path, *, module: str = "serve.cli serve",
+                 startup_s: float = 300) -> None:  # fmt: skip
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log
+        self._log = open(log, "w")
+        cmd = [sys.executable, "-m", *module.split(), "--port", str(self.port), *args]
+        env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1"}
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + startup_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: see {log}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"server did not start in {startup_s} s: see {log}")
+
+    def stop(self) -> int | None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def tiny_server_args(model: Path, *extra: str) -> list[str]:
+    """Flags for a small CPU server over the tiny model (tests, quick benches)."""
+    return ["--model", str(model), "--kv-cache-memory-bytes", str(64 << 20),
+            "--max-model-len", "1024", "--log-level", "warning", *extra]  # fmt: skip
