@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict:
             server.stop()
     result = {
         "bench": "exactness",
-        "command": "python -m bench.exactness " + " ".join(argv or []),
+        "command": "python -m bench.exactness " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": str(model),
         "requests": args.requests,
         "choices": counts["choices"],

@@ -131,7 +131,7 @@ class BudgetState:
         self.used = self.prompt_thinking
         self.model_thinking = 0  # tokens the model sampled inside thinking
         self.forced = 0  # every token the state forced (cut and extension)
-        self.cut = False  # a cut was started
+        self.cut = False  # the engine emitted the cut (its first forced token at least)
         # Budget 0 after a prompt that closed thinking (e.g. enable_thinking=false): no block.
         self.no_reopen = closed_in_prompt and self.budget == 0
         self.queue: deque[int] = deque()
@@ -218,6 +218,8 @@ class BudgetState:
         if self.queue_counts:
             self.used += 1
             self._maybe_cut(boundary=False)
+        else:
+            self.cut = True
         return Kind.REASONING
 
     def _maybe_cut(self, boundary: bool) -> None:
@@ -227,4 +229,3 @@ class BudgetState:
         if left <= 0 or (boundary and left <= self.window):
             self.queue.extend(self.cut_ids)
             self.queue_counts = False
-            self.cut = True

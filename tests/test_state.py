@@ -102,9 +102,8 @@ def test_invariants(p, prompt, draws):
         assert model_thinking <= max(0, budget - (open_back or 0))
         assert used <= max(budget, open_back or 0)
     assert forced_ends <= 1
-    assert state.cut == any(f and t == TERM[0] for t, f in zip(emitted, forced)) or (
-        state.cut and state.queue  # started on the last step, not yet emitted
-    )
+    # `cut` reports a cut the engine emitted, not one merely queued on the last step.
+    assert state.cut == any(f and t == TERM[0] for t, f in zip(emitted, forced))
     if forced_ends:
         assert Kind.REASONING not in kinds[len(kinds) - kinds[::-1].index(Kind.DELIMITER) :]
 
@@ -181,6 +180,16 @@ def test_no_reopen_after_cut():
         assert state.constraint() == (Action.FORCE, tok)
         state.advance(tok)
     assert state.constraint() == (Action.BAN, START)
+
+
+def test_a_stream_that_ends_where_the_cut_would_start_is_not_a_cut():
+    state = BudgetState(START, END, frozenset(), BudgetParams(2, 0, 0, CUT, ()), [START])
+    state.advance(0)
+    state.advance(0)  # the budget is reached: the cut is queued...
+    assert state.constraint() == (Action.FORCE, TERM[0])
+    assert not state.cut  # ...but not emitted (the request may end here, e.g. on EOS)
+    state.advance(TERM[0])
+    assert state.cut
 
 
 def test_divergence_is_counted_not_fatal():
