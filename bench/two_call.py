@@ -3,8 +3,11 @@
 What it measures: end-to-end latency and tokens of requests whose thinking is cut at a
 budget B, then answered with A tokens, done two ways on the same model and engine settings
 (prefix caching on in both):
-- `one_pass`: one `/v1/completions` request to thinkbudget with `thinking_budget: B`;
-  the engine forces the termination text and the answer follows in the same pass;
+- `one_pass`: one `/v1/completions` request to thinkbudget with `thinking_budget: B`, in
+  its default cut mode `splice` (the engine request stops at the cut and the server
+  continues it with the termination text as a prefilled prompt);
+- `one_pass_force`: the same with `--cut-mode force` (the engine decodes the termination
+  text token by token: one decode step per forced token);
 - `two_call`: the client Qwen's and NVIDIA's docs show: call 1 generates B thinking tokens
   (`max_tokens: B`), the client appends the termination text and `</think>\\n\\n`, call 2
   continues with `max_tokens: A`. It runs against thinkbudget started with
@@ -47,16 +50,16 @@ def one_pass(client: httpx.Client, prompt: list[int], budget: int, answer: int, 
     r.raise_for_status()
     wall = time.perf_counter() - t0
     c = r.json()["choices"][0]
-    assert c["thinking"]["cut"] and c["thinking"]["tokens"] == budget, c["thinking"]
+    assert c["thinking"]["cut"], c["thinking"]
     return wall, {"completion_tokens": r.json()["usage"]["completion_tokens"], "calls": 1,
                   "prompt_tokens_processed": len(prompt)}  # fmt: skip
 
 
-def two_call(client: httpx.Client, prompt: list[int], budget: int, answer: int,
+def two_call(client: httpx.Client, prompt: list[int], think: int, answer: int,
              termination: list[int], cut_len: int):  # fmt: skip
     t0 = time.perf_counter()
     r1 = client.post("/v1/completions", json={
-        "prompt": prompt, "max_tokens": budget, "temperature": 0, "return_token_ids": True,
+        "prompt": prompt, "max_tokens": think, "temperature": 0, "return_token_ids": True,
     })  # fmt: skip
     r1.raise_for_status()
     thought = r1.json()["choices"][0]["token_ids"]
@@ -74,7 +77,7 @@ def two_call(client: httpx.Client, prompt: list[int], budget: int, answer: int,
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=8, help="requests per method")
+    ap.add_argument("--requests", type=int, default=6, help="requests per method")
     ap.add_argument("--budget", type=int, default=64)
     ap.add_argument("--answer", type=int, default=32)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "two_call.json")
@@ -95,32 +98,40 @@ def main(argv: list[str] | None = None) -> dict:
     common = ["--model", str(model), "--kv-cache-memory-bytes", str(1 << 30),
               "--max-model-len", "2048", "--log-level", "warning"]  # fmt: skip
     logs = ROOT / ".cache" / "logs"
-    ours = ServerProcess(common, logs / "two_call-ours.log")
+    servers = {}
     try:
-        plain = ServerProcess([*common, "--thinking-profile", "none"], logs / "two_call-plain.log")
+        servers["splice"] = ServerProcess(common, logs / "two_call-splice.log")
+        servers["force"] = ServerProcess([*common, "--cut-mode", "force"], logs / "two_call-force.log")
+        servers["plain"] = ServerProcess([*common, "--thinking-profile", "none"], logs / "two_call-plain.log")
     except Exception:
-        ours.stop()
+        for srv in servers.values():
+            srv.stop()
         raise
-    walls: dict[str, list[float]] = {"one_pass": [], "two_call": []}
+    walls: dict[str, list[float]] = {"one_pass": [], "one_pass_force": [], "two_call": []}
     tokens: dict[str, dict] = {}
     try:
-        with httpx.Client(base_url=ours.url, timeout=600) as a, \
-                httpx.Client(base_url=plain.url, timeout=600) as b:  # fmt: skip
+        with httpx.Client(base_url=servers["splice"].url, timeout=600) as a, \
+                httpx.Client(base_url=servers["force"].url, timeout=600) as f, \
+                httpx.Client(base_url=servers["plain"].url, timeout=600) as b:  # fmt: skip
             for i in range(args.requests + 1):  # the first round warms both servers up
                 msg = [{"role": "user", "content": f"question {i}: sum 1 2 3"}]
                 text = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
                 prompt = tok.encode(text + "<think>\n", add_special_tokens=False)
+                # Thinking open in the prompt counts: both methods think `budget - opened`.
+                opened = len(prompt) - 1 - prompt.index(profile.start_id)
+                think = args.budget - opened
                 runs = [("one_pass", lambda: one_pass(a, prompt, args.budget, args.answer, len(cut))),
-                        ("two_call", lambda: two_call(b, prompt, args.budget, args.answer, cut, len(cut)))]  # noqa: E501
-                for name, fn in runs if i % 2 == 0 else runs[::-1]:
+                        ("one_pass_force", lambda: one_pass(f, prompt, args.budget, args.answer, len(cut))),  # noqa: E501
+                        ("two_call", lambda: two_call(b, prompt, think, args.answer, cut, len(cut)))]  # noqa: E501
+                for name, fn in runs[i % 3 :] + runs[: i % 3]:
                     wall, info = fn()
                     if i:
                         walls[name].append(wall)
                         tokens[name] = info
                 print(f"request {i}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items() if v), flush=True)  # noqa: E501
     finally:
-        ours.stop()
-        plain.stop()
+        for srv in servers.values():
+            srv.stop()
     med = {k: statistics.median(v) for k, v in walls.items()}
     result = {
         "bench": "two_call",
@@ -131,11 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
         "median_latency_s": med,
         "latencies_s": walls,
         "ratio_one_pass/two_call": med["one_pass"] / med["two_call"],
+        "ratio_one_pass_force/two_call": med["one_pass_force"] / med["two_call"],
         "tokens": tokens,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("median_latency_s", "ratio_one_pass/two_call", "tokens")}, indent=2))  # noqa: E501
+    keys = ("median_latency_s", "ratio_one_pass/two_call", "ratio_one_pass_force/two_call", "tokens")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
     return result
 
 

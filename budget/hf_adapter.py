@@ -39,4 +39,5 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             for row, tok in enumerate(input_ids[:, -1].tolist()):
                 _, was_forced = self.states[row].advance(tok)
                 self.forced[row].append(was_forced)
-        return apply_constraints(scores, list(enumerate(self.states)), self.end_id)
+        rows = [(i, *state.constraint()) for i, state in enumerate(self.states)]
+        return apply_constraints(scores, rows, self.end_id)

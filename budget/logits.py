@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import torch
 
-from budget.state import Action, BudgetState
+from budget.state import Action
 
 
 def apply_constraints(
-    logits: torch.Tensor, rows: list[tuple[int, BudgetState]], end_id: int
+    logits: torch.Tensor, rows: list[tuple[int, Action, int]], end_id: int
 ) -> torch.Tensor:
-    """Edit `logits` in place for every (row index, state) whose constraint is not FREE."""
+    """Edit `logits` in place for every (row index, action, token) that is not FREE."""
     groups: dict[Action, tuple[list[int], list[int]]] = {}
-    for index, state in rows:
-        action, token = state.constraint()
+    for index, action, token in rows:
         if action is not Action.FREE:
             idx, tok = groups.setdefault(action, ([], []))
             idx.append(index)

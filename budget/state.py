@@ -145,6 +145,11 @@ class BudgetState:
 
     # -- queries ------------------------------------------------------------------------
     @property
+    def cut_pending(self) -> bool:
+        """A cut is queued and none of it emitted yet (where an engine may splice it in)."""
+        return bool(self.queue) and not self.queue_counts and not self.cut
+
+    @property
     def remaining(self) -> int | None:
         return None if self.budget is None else self.budget - self.used
 

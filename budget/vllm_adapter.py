@@ -5,6 +5,12 @@ pass the profile spec as `additional_config={"thinkbudget_profile": spec_dict}`;
 that key the profile is detected from the model's tokenizer. Each request opts in with
 `SamplingParams(extra_args={"thinkbudget": BudgetParams(...).to_dict()})`.
 
+Splicing: with `extra_args["thinkbudget_splice"] = token_id` (a token in the request's
+`stop_token_ids`), a cut forces that one token instead of the termination text, so the
+engine ends the request there; the caller continues it as a new request whose prompt ends
+with the termination text, which prefix caching turns into one prefill step instead of one
+decode step per forced token (see serve/engine.py).
+
 Bookkeeping follows vLLM's `MinTokensLogitsProcessor`: `update_state` applies removed ->
 added -> moved; each row keeps a reference to the engine's live output-token list and feeds
 only the tokens it has not seen to its `BudgetState` in `apply`, so a step costs O(rows).
@@ -21,17 +27,18 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDi
 
 from budget.logits import apply_constraints
 from budget.profile import ProfileSpec, ThinkingProfile, detect_spec
-from budget.state import BudgetParams, BudgetState
+from budget.state import Action, BudgetParams, BudgetState
 
 EXTRA_ARGS_KEY = "thinkbudget"
+SPLICE_KEY = "thinkbudget_splice"
 CONFIG_KEY = "thinkbudget_profile"
 
 
 class _Row:
-    __slots__ = ("state", "out", "seen")
+    __slots__ = ("state", "out", "seen", "splice")
 
-    def __init__(self, state: BudgetState, out: list[int]) -> None:
-        self.state, self.out, self.seen = state, out, 0
+    def __init__(self, state: BudgetState, out: list[int], splice: int | None) -> None:
+        self.state, self.out, self.seen, self.splice = state, out, 0, splice
 
 
 def load_profile(vllm_config: Any) -> ThinkingProfile | None:
@@ -76,7 +83,7 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
             state = BudgetState.for_profile(
                 self.profile, BudgetParams.from_dict(args), prompt_ids or ()
             )
-            self.rows[index] = _Row(state, out_ids)
+            self.rows[index] = _Row(state, out_ids, params.extra_args.get(SPLICE_KEY))
         for a, b, direction in batch_update.moved:
             row_a = self.rows.pop(a, None)
             row_b = self.rows.pop(b, None)
@@ -88,11 +95,14 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.rows:
             return logits
-        for row in self.rows.values():
+        constraints = []
+        for index, row in self.rows.items():
             out, state = row.out, row.state
             while row.seen < len(out) and out[row.seen] >= 0:  # -1: async placeholder
                 state.advance(out[row.seen])
                 row.seen += 1
-        return apply_constraints(
-            logits, [(i, r.state) for i, r in self.rows.items()], self.profile.end_id
-        )
+            if row.splice is not None and state.cut_pending:
+                constraints.append((index, Action.FORCE, row.splice))
+            else:
+                constraints.append((index, *state.constraint()))
+        return apply_constraints(logits, constraints, self.profile.end_id)

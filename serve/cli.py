@@ -61,6 +61,9 @@ def serve_parser(sub) -> None:
                    help="budget for requests that set none (default: unlimited)")
     p.add_argument("--answer-reserve", type=int, default=32,
                    help="answer tokens kept free of thinking within max_tokens")
+    p.add_argument("--cut-mode", choices=["splice", "force"], default="splice",
+                   help="splice: continue a cut request with the termination text as a "
+                   "prefilled prompt (one step); force: decode it token by token")
     p.add_argument("--max-n", type=int, default=16)
     p.add_argument("--cors-origin", action="append", default=[], dest="cors_origins")
     p.add_argument("--log-level", default="info")
@@ -89,6 +92,7 @@ def run_serve(args: argparse.Namespace) -> None:
         reasoning_effort_budgets=args.reasoning_effort_budgets or dict(DEFAULT_EFFORT_BUDGETS),
         default_thinking_budget=args.default_thinking_budget,
         answer_reserve=args.answer_reserve,
+        cut_mode=args.cut_mode,
         max_n=args.max_n,
         cors_origins=args.cors_origins,
     )

@@ -28,6 +28,10 @@ class ServerConfig:
     )
     default_thinking_budget: int | None = None
     answer_reserve: int = 32
+    # How a cut reaches the engine: "splice" ends the engine request at the cut and
+    # continues it with the termination text as prompt (one prefill step; n = 1 requests),
+    # "force" makes the engine emit the termination text token by token.
+    cut_mode: str = "splice"
     max_n: int = 16
     enable_prefix_caching: bool = True
     cors_origins: list[str] = field(default_factory=list)

@@ -70,9 +70,11 @@ class Prepared:
     params: BudgetParams | None
     budget: int | None  # effective, after clamping
     sampling: Any  # vllm.SamplingParams
+    sampling_kwargs: dict  # what `sampling` was built from (for a spliced continuation)
     n: int
     stop: list[str]
     return_token_ids: bool = False
+    splice_id: int | None = None  # the stop token a cut is spliced at (n = 1, splice mode)
 
 
 class EngineHandle:
@@ -82,6 +84,8 @@ class EngineHandle:
         self.config, self.engine, self.tokenizer = config, engine, tokenizer
         self.profile: ThinkingProfile | None = profile
         self.max_model_len: int = engine.model_config.max_model_len
+        # The model's vocabulary (may exceed the tokenizer's, as Qwen3's does).
+        self.vocab_size: int = engine.model_config.get_vocab_size()
         self.metrics = Metrics()
         self.created = int(time.time())
 
@@ -117,14 +121,14 @@ class EngineHandle:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        from budget.vllm_adapter import EXTRA_ARGS_KEY
+        from budget.vllm_adapter import EXTRA_ARGS_KEY, SPLICE_KEY
 
         if not 1 <= req.n <= self.config.max_n:
             raise RequestError(f"n must be between 1 and {self.config.max_n}, got {req.n}", "n")
         if chat is not None:
             prompt_ids = await asyncio.to_thread(self.render_chat, *chat)
         assert prompt_ids is not None
-        vocab = len(self.tokenizer)
+        vocab = self.vocab_size
         if any(t < 0 or t >= vocab for t in prompt_ids):
             raise RequestError(f"prompt token ids must be in [0, {vocab})", "prompt")
         params, budget, max_tokens = budget_params(
@@ -144,7 +148,13 @@ class EngineHandle:
             if any(not 0 <= k < vocab for k in bias):
                 raise RequestError(f"logit_bias token ids must be in [0, {vocab})", "logit_bias")
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        sampling = SamplingParams(
+        extra_args = {EXTRA_ARGS_KEY: params.to_dict()} if params else None
+        splice_id = None
+        if (self.config.cut_mode == "splice" and req.n == 1 and params is not None
+                and params.budget is not None and self.tokenizer.eos_token_id is not None):
+            splice_id = self.tokenizer.eos_token_id
+            extra_args[SPLICE_KEY] = splice_id
+        kwargs = dict(
             n=req.n,
             max_tokens=max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
@@ -158,7 +168,8 @@ class EngineHandle:
             logit_bias=bias,
             detokenize=False,  # the trackers detokenise, split by id and apply stop strings
             output_kind=RequestOutputKind.DELTA,
-            extra_args={EXTRA_ARGS_KEY: params.to_dict()} if params else None,
+            extra_args=extra_args,
+            stop_token_ids=[splice_id] if splice_id is not None else None,
         )
         return Prepared(
             request_id=f"{prefix}-{uuid.uuid4().hex}",
@@ -166,10 +177,12 @@ class EngineHandle:
             plan=plan,
             params=params,
             budget=budget,
-            sampling=sampling,
+            sampling=SamplingParams(**kwargs),
+            sampling_kwargs=kwargs,
             n=req.n,
             stop=stop,
             return_token_ids=req.return_token_ids,
+            splice_id=splice_id,
         )
 
     def generation(self, prep: Prepared, endpoint: str, raw: bool = False) -> Generation:
@@ -181,7 +194,7 @@ class Generation:
         self.handle, self.prep, self.endpoint = handle, prep, endpoint
         self.trackers = [
             ChoiceTracker(handle.tokenizer, handle.profile, prep.params, prep.prompt_ids,
-                          prep.stop, raw, prep.return_token_ids)
+                          prep.stop, raw, prep.return_token_ids or prep.splice_id is not None)
             for _ in range(prep.n)
         ]  # fmt: skip
         self.arrival = time.monotonic()
@@ -210,45 +223,84 @@ class Generation:
             },
         }
 
-    async def events(self) -> AsyncIterator[tuple[int, str, str, bool]]:
-        """Yields (choice index, reasoning delta, content delta, choice finished)."""
+    def _submit(self, prompt_ids: list[int], sampling: Any, request_id: str):
         from vllm.inputs import TokensPrompt
 
+        return self.handle.engine.generate(
+            TokensPrompt(prompt_token_ids=prompt_ids), sampling, request_id
+        )
+
+    def _splice(self, tracker: ChoiceTracker) -> tuple[str, str, Any]:
+        """The engine stopped on the splice token with a cut queued: feed the cut to the
+        mirror as forced tokens and continue with a new engine request whose prompt ends
+        with it. Returns (reasoning delta, content delta, new stream or None if no room)."""
+        from vllm import SamplingParams
+
+        from budget.vllm_adapter import EXTRA_ARGS_KEY
+
+        r, c = tracker.feed(list(tracker.state.queue))
+        left = self.prep.sampling_kwargs["max_tokens"] - tracker.completion_tokens
+        if left <= 0:
+            return r, c, None
+        after = BudgetParams(0, 0, 0, self.prep.params.cut_ids, ())  # no thinking after a cut
+        sampling = SamplingParams(**{
+            **self.prep.sampling_kwargs, "max_tokens": left, "stop_token_ids": None,
+            "extra_args": {EXTRA_ARGS_KEY: after.to_dict()},
+        })  # fmt: skip
+        prompt = self.prep.prompt_ids + tracker.token_ids
+        stream = self._submit(prompt, sampling, self.prep.request_id + "-cont")
+        return r, c, stream
+
+    async def events(self) -> AsyncIterator[tuple[int, str, str, bool]]:
+        """Yields (choice index, reasoning delta, content delta, choice finished)."""
         m = self.handle.metrics
         m.in_flight.inc()
         outcome = "error"
-        stream = self.handle.engine.generate(
-            TokensPrompt(prompt_token_ids=self.prep.prompt_ids),
-            self.prep.sampling,
-            self.prep.request_id,
-        )
+        current = None
+        stream = self._submit(self.prep.prompt_ids, self.prep.sampling, self.prep.request_id)
         pending = set(range(self.prep.n))
+        splice = self.prep.splice_id
         try:
-            async for out in stream:
-                for c in out.outputs:
-                    tracker = self.trackers[c.index]
-                    if c.index not in pending:
-                        continue
-                    if self.first_token is None and c.token_ids:
-                        self.first_token = time.monotonic()
-                    reasoning, content = tracker.feed(c.token_ids)
-                    done = c.finish_reason is not None or tracker.stopped
-                    if done:
-                        r_tail, c_tail = tracker.finish(c.finish_reason)
-                        reasoning, content = reasoning + r_tail, content + c_tail
-                        pending.discard(c.index)
-                    if content and self.first_answer is None:
-                        self.first_answer = time.monotonic()
-                    if reasoning or content or done:
-                        yield c.index, reasoning, content, done
-                if not pending:
-                    break
+            while stream is not None:
+                current, stream = stream, None
+                async for out in current:
+                    for c in out.outputs:
+                        if c.index not in pending:
+                            continue
+                        tracker = self.trackers[c.index]
+                        if self.first_token is None and c.token_ids:
+                            self.first_token = time.monotonic()
+                        ids, c_reason = list(c.token_ids), c.finish_reason
+                        at_splice = c_reason == "stop" and ids and ids[-1] == splice
+                        reasoning, content = tracker.feed(ids[:-1] if at_splice else ids)
+                        if at_splice and tracker.state is not None and tracker.state.cut_pending:
+                            r, t, stream = self._splice(tracker)
+                            reasoning, content = reasoning + r, content + t
+                            done, c_reason = stream is None, "length"
+                        else:
+                            if at_splice:  # a natural end on that token: feed it
+                                r, t = tracker.feed(ids[-1:])
+                                reasoning, content = reasoning + r, content + t
+                            done = c_reason is not None or tracker.stopped
+                        if done:
+                            r_tail, c_tail = tracker.finish(c_reason)
+                            reasoning, content = reasoning + r_tail, content + c_tail
+                            pending.discard(c.index)
+                        if content and self.first_answer is None:
+                            self.first_answer = time.monotonic()
+                        if reasoning or content or done:
+                            yield c.index, reasoning, content, done
+                    if not pending or stream is not None:
+                        break
+                await current.aclose()  # aborts the engine request if it is still running
             outcome = self.trackers[0].finish_reason or "stop"
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "aborted"
             raise
         finally:
-            await stream.aclose()  # aborts the engine request if it is still running
+            for s in (current, stream):
+                if s is not None:
+                    await s.aclose()
             m.in_flight.dec()
             self._record(outcome)
 
