@@ -51,6 +51,24 @@ def error_response(status: int, message: str, param: str | None = None) -> JSONR
     return JSONResponse(body, status_code=status)
 
 
+class BearerAuth:
+    """Pure ASGI middleware: every path but /health needs `Authorization: Bearer KEY`,
+    compared in constant time. (Starlette's BaseHTTPMiddleware would re-stream every
+    response body through memory streams: a fifth of the server's CPU under load.)"""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.expected = app, f"Bearer {key}".encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] != "/health":
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = error_response(401, "missing or wrong API key (Authorization: Bearer)")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ()) if p != "body"]
@@ -78,14 +96,8 @@ def create_app(config: ServerConfig, handle: EngineHandle | None = None) -> Fast
             allow_headers=["*"],
         )  # fmt: skip
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next):
-        if config.api_key and request.url.path != "/health":
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {config.api_key}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return error_response(401, "missing or wrong API key (Authorization: Bearer)")
-        return await call_next(request)
+    if config.api_key:
+        app.add_middleware(BearerAuth, key=config.api_key)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError):
