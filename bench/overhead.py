@@ -18,6 +18,13 @@ Models: `--model qwen3-0.6b` builds a random-weight Qwen3-0.6B-shaped model (bf1
 model's tokenizer; speed does not depend on the weights); `--model tiny` uses the tiny
 model, where the per-step cost of a logits processor is the largest share of a step.
 
+The end-to-end figures on a 2-core CPU swing by several percent between repetitions of the
+same configuration (engine processes share the two cores), so the script also measures the
+processor's own cost directly: the real `ThinkingBudgetLogitsProcessor`, fed through real
+`BatchUpdate`s, `--batch` rows each growing by one token per step, timing `apply()` on a
+logits tensor of the model's vocabulary, idle (budgets never reached) and with every row
+forcing; the cost per step divided by the measured step time bounds the overhead.
+
 Launch: `python -m bench.overhead --model qwen3-0.6b` (add `--reps`, `--tokens`). Writes
 `bench/results/overhead-<model>.json`.
 """
@@ -189,6 +196,42 @@ async def cuts_ok(engine, prompt, params, profile, tok) -> bool:
     return any(ids[i : i + len(needle)] == needle for i in range(len(ids)))
 
 
+def processor_cost(model: Path, batch: int, vocab: int, steps: int = 200) -> dict[str, float]:
+    """Median microseconds per `apply()` of the real processor for `batch` rows."""
+    import torch
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate
+
+    from budget.profile import ThinkingProfile
+    from budget.state import BudgetParams
+    from budget.vllm_adapter import EXTRA_ARGS_KEY, ThinkingBudgetLogitsProcessor
+
+    tok = AutoTokenizer.from_pretrained(model)
+    profile = ThinkingProfile.from_tokenizer(tok, "qwen3")
+    out = {}
+    for name, budget in (("idle", 10**6), ("forcing", 0)):
+        proc = ThinkingBudgetLogitsProcessor.__new__(ThinkingBudgetLogitsProcessor)
+        proc.profile, proc.rows = profile, {}
+        params = BudgetParams(budget, 0, 0, profile.termination_ids * 20, ())
+        sp = SamplingParams(extra_args={EXTRA_ARGS_KEY: params.to_dict()})
+        outs = [[] for _ in range(batch)]
+        prompt = [1, 2, 3, profile.start_id]
+        proc.update_state(BatchUpdate(batch, [], [(i, sp, prompt, outs[i]) for i in range(batch)], []))  # noqa: E501
+        logits = torch.zeros(batch, vocab)
+        times = []
+        for _ in range(steps):
+            for i in range(batch):  # the engine appends each row's sampled token
+                c = proc.rows[i].state.constraint()
+                outs[i].append(c[1] if c[1] >= 0 else 7)
+            proc.update_state(None)
+            t0 = time.perf_counter()
+            proc.apply(logits)
+            times.append(time.perf_counter() - t0)
+        out[f"{name}_us_per_step"] = 1e6 * statistics.median(times)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["qwen3-0.6b", "tiny"], default="qwen3-0.6b")
@@ -209,7 +252,13 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         model, args.dtype = build_shaped_model(ROOT / ".cache" / "qwen3-0.6b-shape", tiny), "bfloat16"
     t0 = time.monotonic()
+    vocab = 151936 if args.model == "qwen3-0.6b" else 402
+    cost = processor_cost(model, args.batch, vocab)
     result = asyncio.run(measure(args, model))
+    step_ms = result["configs"]["none"]["itl_ms"]
+    result["processor"] = {**cost, "step_ms_none": step_ms,
+                           "idle_share_of_step": cost["idle_us_per_step"] / 1000 / step_ms,
+                           "forcing_share_of_step": cost["forcing_us_per_step"] / 1000 / step_ms}  # fmt: skip
     result.update(
         bench="overhead", model=args.model, batch=args.batch, tokens=args.tokens,
         budget=args.budget, reps=args.reps, dtype=args.dtype, wall_s=round(time.monotonic() - t0),
@@ -219,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or ROOT / "bench" / "results" / f"overhead-{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("ratios", "termination_forced", "wall_s")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("ratios", "processor", "termination_forced", "wall_s")}, indent=2))  # noqa: E501
     return result
 
 

@@ -79,6 +79,14 @@ def overhead() -> str:
         for k, v in r["ratios"].items():
             out.append(f"| {k} | {v:.3f} | {goals.get(k, '')} |\n")
         out.append(f"\nTermination text forced in the cut runs: {r['termination_forced']}.\n")
+        if "processor" in r:
+            p = r["processor"]
+            out.append(f"\nThe processor alone (real class, real `BatchUpdate`s, {r['batch']} rows): "
+                       f"{p['idle_us_per_step']:.0f} µs per step idle, "
+                       f"{p['forcing_us_per_step']:.0f} µs with every row forcing; the measured "
+                       f"step without a processor is {p['step_ms_none']:.1f} ms, so the idle "
+                       f"processor is {100 * p['idle_share_of_step']:.2f}% of a step and a "
+                       f"step where all rows force {100 * p['forcing_share_of_step']:.1f}%.\n")  # fmt: skip
     return "".join(out) if found else "".join(out) + missing("overhead-*.json")
 
 
