@@ -12,6 +12,9 @@ are medians.
 Model: the tiny model by default. It makes engine steps as cheap as they get, so the HTTP
 layer, detokenisation and thinkbudget's per-token mirror weigh the most there.
 
+It also records each server's CPU time per 1,000 output tokens, split into the API process
+and its children (engine core, workers), to show where a gap comes from.
+
 Launch: `python -m bench.http` (add `--levels 16,64,256 --reps 3 --max-tokens 256`). Writes
 `bench/results/http.json`.
 """
@@ -75,6 +78,16 @@ async def level(url: str, model: str, concurrency: int, max_tokens: int) -> dict
     }
 
 
+def cpu_times(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the server process and of its children."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    own = sum(proc.cpu_times()[:2])
+    kids = sum(sum(k.cpu_times()[:2]) for k in proc.children(recursive=True))
+    return {"api": own, "engine": kids}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", default="16,64,256")
@@ -104,7 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
             for c in levels:
                 order = list(servers) if (rep + levels.index(c)) % 2 == 0 else list(servers)[::-1]
                 for s in order:
+                    before = cpu_times(servers[s].proc.pid)
                     r = asyncio.run(level(servers[s].url, name, c, args.max_tokens))
+                    after = cpu_times(servers[s].proc.pid)
+                    for part in ("api", "engine"):
+                        r[f"{part}_cpu_s_per_1k_tokens"] = 1000 * (after[part] - before[part]) / max(r["tokens"], 1)  # noqa: E501
                     if rep:
                         runs[s][c].append(r)
                     print(f"rep {rep} c={c} {s}: {r['tokens_per_s']:.0f} tok/s, ttft p50 "
@@ -118,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
         for s in servers:
             rs = runs[s][c]
             row[s] = {k: statistics.median(r[k] for r in rs)
-                      for k in ("tokens_per_s", "ttft_p50_ms", "ttft_p99_ms")}  # fmt: skip
+                      for k in ("tokens_per_s", "ttft_p50_ms", "ttft_p99_ms",
+                                "api_cpu_s_per_1k_tokens", "engine_cpu_s_per_1k_tokens")}  # fmt: skip
             row[s]["errors"] = sum(r["errors"] for r in rs)
             row[s]["tokens_per_run"] = [r["tokens"] for r in rs]
         row["throughput_ratio"] = row["thinkbudget"]["tokens_per_s"] / row["vllm"]["tokens_per_s"]

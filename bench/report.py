@@ -104,6 +104,10 @@ def two_call() -> str:
         t = r["tokens"].get(name, {})
         out.append(f"| {name} | {lat:.2f} | {t.get('completion_tokens')} | "
                    f"{t.get('prompt_tokens_processed')} | {t.get('calls')} |\n")  # fmt: skip
+    out.append("\n(Prompt tokens are counted as the client sends them. In splice mode the "
+               "server itself submits a continuation whose prompt is prompt + thinking + "
+               "termination text; all but the last partial KV block and the termination "
+               "text come from the prefix cache.)\n")
     out.append("\n| ratio | value | goal |\n|---|---|---|\n")
     for k in ("ratio_one_pass/two_call", "ratio_one_pass_force/two_call"):
         if k in r:
@@ -119,13 +123,16 @@ def http() -> str:
     out.append(f"Model: {r['model']}; max_tokens {r['max_tokens']}, greedy, {r['reps']} "
                f"repetitions (medians); result `bench/results/http.json`, command "
                f"`{r['command'].strip()}`.\n\n")  # fmt: skip
-    out.append("| clients | server | tokens/s | TTFT p50 ms | TTFT p99 ms | errors |\n")
-    out.append("|---|---|---|---|---|---|\n")
+    out.append("| clients | server | tokens/s | TTFT p50 ms | TTFT p99 ms | errors | "
+               "API CPU s / 1k tokens | engine CPU s / 1k tokens |\n")
+    out.append("|---|---|---|---|---|---|---|---|\n")
     for c, row in r["levels"].items():
         for s in ("thinkbudget", "vllm"):
             x = row[s]
+            cpu = (f"{x['api_cpu_s_per_1k_tokens']:.3f} | {x['engine_cpu_s_per_1k_tokens']:.3f}"
+                   if "api_cpu_s_per_1k_tokens" in x else "- | -")
             out.append(f"| {c} | {s} | {x['tokens_per_s']:.0f} | {x['ttft_p50_ms']:.1f} | "
-                       f"{x['ttft_p99_ms']:.1f} | {x['errors']} |\n")  # fmt: skip
+                       f"{x['ttft_p99_ms']:.1f} | {x['errors']} | {cpu} |\n")  # fmt: skip
     out.append("\n| clients | throughput ratio (goal >= 0.95) | TTFT p50 delta ms (goal <= +5) |\n")  # noqa: E501
     out.append("|---|---|---|\n")
     for c, row in r["levels"].items():

@@ -216,7 +216,7 @@ def _max_tokens(max_tokens: int | None, max_completion_tokens: int | None) -> in
 async def _encode(h: EngineHandle, text: str) -> list[int]:
     import asyncio
 
-    return await asyncio.to_thread(h.tokenizer.encode, text)
+    return await asyncio.to_thread(h.encode, text)
 
 
 def _sse(chunks: AsyncIterator[str]) -> StreamingResponse:

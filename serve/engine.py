@@ -106,7 +106,13 @@ class EngineHandle:
             )
         except Exception as exc:  # jinja raise_exception, bad roles, ...
             raise RequestError(f"the chat template rejected the messages: {exc}", "messages")
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.encode(text, add_special_tokens=False)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text` from the Rust tokenizer directly: transformers' `encode`
+        wrapper costs about a tenth of the server's CPU at 256 concurrent requests."""
+        backend = self.tokenizer.backend_tokenizer
+        return backend.encode(text, add_special_tokens=add_special_tokens).ids
 
     async def prepare(
         self,

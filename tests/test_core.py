@@ -116,3 +116,15 @@ def test_hf_adapter_caps_thinking_and_marks_forced_tokens(tiny_model, tokenizer,
             assert all(proc.forced[row][first : first + len(profile.termination_ids)])
         else:
             assert not any(proc.forced[row])
+
+
+def test_server_encode_matches_transformers(tokenizer):
+    from serve.engine import EngineHandle
+
+    handle = EngineHandle.__new__(EngineHandle)
+    handle.tokenizer = tokenizer
+    texts = ["", "sum 1 2", "<|im_start|>user\nsum 3 4<|im_end|>\n<|im_start|>assistant\n<think>\n",
+             "Wait, 12+3=15.\n</think>\n\n15", "ünïcödé ✓ 数字"]  # fmt: skip
+    for text in texts:
+        for special in (True, False):
+            assert handle.encode(text, special) == tokenizer.encode(text, add_special_tokens=special)
