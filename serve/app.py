@@ -80,10 +80,12 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {err.get('msg')}" if param else str(err.get("msg"))), param
 
 
-def create_app(config: ServerConfig, handle: EngineHandle | None = None) -> FastAPI:
+def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> FastAPI:
+    """`loaded`: the (tokenizer, profile) pair if the caller resolved it already."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.handle = handle or EngineHandle.start(config)
+        app.state.handle = EngineHandle.start(config, loaded)
         try:
             yield
         finally:

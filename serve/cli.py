@@ -96,8 +96,15 @@ def run_serve(args: argparse.Namespace) -> None:
         max_n=args.max_n,
         cors_origins=args.cors_origins,
     )
+    from serve.engine import load_tokenizer_and_profile
+
+    try:
+        loaded = load_tokenizer_and_profile(config)
+    except Exception as exc:  # a bad path, a profile the tokenizer cannot carry, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sys.exit(f"thinkbudget: cannot serve {config.model!r}: {reason}")
     logging.basicConfig(level=args.log_level.upper())
-    uvicorn.run(create_app(config), host=config.host, port=config.port,
+    uvicorn.run(create_app(config, loaded), host=config.host, port=config.port,
                 log_level=args.log_level, timeout_graceful_shutdown=30)  # fmt: skip
 
 

@@ -35,6 +35,16 @@ def resolve_spec(choice: str, tokenizer: Any, model: str) -> ProfileSpec | None:
     return ProfileSpec.load(choice)
 
 
+def load_tokenizer_and_profile(config: ServerConfig) -> tuple[Any, ThinkingProfile | None]:
+    """The model's tokenizer and thinking profile; raises on a bad path or a profile the
+    tokenizer cannot carry (the CLI turns that into one line)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    spec = resolve_spec(config.thinking_profile, tokenizer, config.model)
+    return tokenizer, ThinkingProfile.from_tokenizer(tokenizer, spec) if spec else None
+
+
 def build_engine(config: ServerConfig, spec: ProfileSpec | None):
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.platforms import current_platform
@@ -90,12 +100,9 @@ class EngineHandle:
         self.created = int(time.time())
 
     @classmethod
-    def start(cls, config: ServerConfig) -> EngineHandle:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(config.model)
-        spec = resolve_spec(config.thinking_profile, tokenizer, config.model)
-        profile = ThinkingProfile.from_tokenizer(tokenizer, spec) if spec else None
+    def start(cls, config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> EngineHandle:
+        tokenizer, profile = loaded or load_tokenizer_and_profile(config)
+        spec = profile.spec if profile else None
         return cls(config, build_engine(config, spec), tokenizer, profile)
 
     # -- preparation -------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""The CLI fails with one clear line, not a traceback, when it cannot serve a model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def serve(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serve.cli", "serve", *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_bad_model_path_is_one_line(tmp_path):
+    r = serve("--model", str(tmp_path / "nope"))
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("thinkbudget: cannot serve")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_profile_the_tokenizer_cannot_carry_is_one_line(tiny_model, tmp_path):
+    profile = tmp_path / "p.json"
+    profile.write_text('{"name": "x", "start": "<reason>", "end": "</reason>"}')
+    r = serve("--model", str(tiny_model), "--thinking-profile", str(profile))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "no single token for the start delimiter" in r.stderr
+
+
+def test_bad_effort_table_is_rejected():
+    r = serve("--reasoning-effort-budgets", "low=abc")
+    assert r.returncode == 2 and "bad effort budget" in r.stderr
