@@ -80,26 +80,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {err.get('msg')}" if param else str(err.get("msg"))), param
 
 
-def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> FastAPI:
-    """`loaded`: the (tokenizer, profile) pair if the caller resolved it already."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.handle = EngineHandle.start(config, loaded)
-        try:
-            yield
-        finally:
-            app.state.handle.engine.shutdown()
-
-    app = FastAPI(title="thinkbudget", version="0.1.0", lifespan=lifespan)
-    if config.cors_origins:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
-            allow_headers=["*"],
-        )  # fmt: skip
-
-    if config.api_key:
-        app.add_middleware(BearerAuth, key=config.api_key)
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error a client can cause becomes a 4xx in OpenAI's error JSON."""
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError):
@@ -124,10 +106,34 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
         log.exception("unhandled error")
         return error_response(500, "internal error")
 
+
+def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> FastAPI:
+    """`loaded`: the (tokenizer, profile) pair if the caller resolved it already."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.handle = EngineHandle.start(config, loaded)
+        try:
+            yield
+        finally:
+            app.state.handle.engine.shutdown()
+
+    app = FastAPI(title="thinkbudget", version="0.1.0", lifespan=lifespan)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
+            allow_headers=["*"],
+        )  # fmt: skip
+
+    if config.api_key:
+        app.add_middleware(BearerAuth, key=config.api_key)
+
+    install_error_handlers(app)
+
     def engine(request: Request) -> EngineHandle:
         return request.app.state.handle
 
-    def check_model(h: EngineHandle, model: str | None) -> None:
+    def check_model(model: str | None) -> None:
         if model is not None and model != config.model_name:
             raise RequestError(f"the model {model!r} does not exist; this server serves "
                                f"{config.model_name!r}", "model", status=404)  # fmt: skip
@@ -165,7 +171,7 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
     )  # fmt: skip
     async def chat_completions(req: ChatCompletionRequest, request: Request):
         h = engine(request)
-        check_model(h, req.model)
+        check_model(req.model)
         if req.logprobs or req.top_logprobs:
             raise RequestError("logprobs are not supported yet", "logprobs")
         kwargs = dict(req.chat_template_kwargs or {})
@@ -187,7 +193,7 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
     )  # fmt: skip
     async def completions(req: CompletionRequest, request: Request):
         h = engine(request)
-        check_model(h, req.model)
+        check_model(req.model)
         if req.logprobs is not None:
             raise RequestError("logprobs are not supported yet", "logprobs")
         p = plan(h, req)
