@@ -1,4 +1,5 @@
-# GPU image: thinkbudget's server on vLLM's CUDA build. Installs exactly as the README does.
+# GPU image: thinkbudget's server (and trainer) on vLLM's CUDA build, as the README installs
+# it. With no --model it serves the shipped demo model.
 #   docker build -t thinkbudget .
 #   docker run --gpus all -p 8000:8000 -v ~/.cache/huggingface:/root/.cache/huggingface \
 #       thinkbudget --model Qwen/Qwen3-8B
@@ -10,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY budget budget
 COPY serve serve
 COPY train_fusion train_fusion
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir '.[gpu]'
+COPY models models
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir '.[gpu,train]'
 EXPOSE 8000
 ENTRYPOINT ["/opt/venv/bin/thinkbudget", "serve", "--host", "0.0.0.0", "--port", "8000"]

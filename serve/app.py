@@ -6,10 +6,13 @@ is a 4xx in OpenAI's error JSON with a message that says what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import time
 import json
 import logging
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -42,7 +45,8 @@ from serve.protocol import (
 )
 
 log = logging.getLogger("thinkbudget")
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               413: "invalid_request_error", 429: "rate_limit_error"}
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
@@ -67,6 +71,70 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body over `max_bytes` gets a 413 before it is parsed,
+    by its Content-Length or, for a body sent without one, by reading it up to the cap
+    (then replaying it to the app)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        too_big = error_response(413, f"the request body exceeds {self.max_bytes} bytes")
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await too_big(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await too_big(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # later: the disconnect, if the client goes away
+
+        await self.app(scope, replay, send)
+
+
+class AdmissionLimit:
+    """Pure ASGI middleware: at most `limit` generation requests (POST /v1/...) in flight,
+    from arrival to the end of the (streamed) response; beyond it a 429 answers at once
+    instead of queueing without bound. One event loop, so a plain counter is exact."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            busy = error_response(429, f"the server has {self.limit} requests in flight; retry later")
+            busy.headers["Retry-After"] = "1"
+            await busy(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -113,19 +181,24 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.handle = EngineHandle.start(config, loaded)
+        watchdog = asyncio.create_task(_watch_engine(app))
         try:
             yield
         finally:
+            watchdog.cancel()
             app.state.handle.engine.shutdown()
 
     app = FastAPI(title="thinkbudget", version="0.1.0", lifespan=lifespan)
+    app.state.engine_dead = False  # set by the watchdog; `thinkbudget serve` then exits 1
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
             allow_headers=["*"],
         )  # fmt: skip
 
-    if config.api_key:
+    app.add_middleware(AdmissionLimit, limit=config.max_pending)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if config.api_key:  # outermost: nothing else runs for an unauthenticated request
         app.add_middleware(BearerAuth, key=config.api_key)
 
     install_error_handlers(app)
@@ -185,7 +258,7 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
             return _sse(_chat_chunks(gen, prep, config.model_name, usage))
-        return await _chat_response(gen, prep, config.model_name)
+        return await _unless_disconnected(request, _chat_response(gen, prep, config.model_name))
 
     @app.post(
         "/v1/completions", response_model=Completion,
@@ -207,9 +280,39 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
             return _sse(_completion_chunks(gen, prep, config.model_name, usage, echo))
-        return await _completion_response(gen, prep, config.model_name, echo)
+        return await _unless_disconnected(
+            request, _completion_response(gen, prep, config.model_name, echo)
+        )
 
     return app
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Run a non-streaming response; if the client goes away first, cancel it (which aborts
+    the engine request) instead of generating for nobody."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            return Response(status_code=499)  # nobody reads it; for the access log
+
+
+async def _watch_engine(app: FastAPI, every_s: float = 0.5) -> None:
+    """If the engine dies, /health already answers 503; then shut the server down (as on
+    SIGTERM) so that the process exits non-zero and an orchestrator restarts it."""
+    while not app.state.handle.engine.errored:
+        await asyncio.sleep(every_s)
+    log.error("the engine has died: shutting down (exit status 1) so that it can be restarted")
+    app.state.engine_dead = True
+    await asyncio.sleep(2 * every_s)  # let /health report it to a probe first
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _max_tokens(max_tokens: int | None, max_completion_tokens: int | None) -> int | None:
@@ -222,8 +325,6 @@ def _max_tokens(max_tokens: int | None, max_completion_tokens: int | None) -> in
 
 
 async def _encode(h: EngineHandle, text: str) -> list[int]:
-    import asyncio
-
     return await asyncio.to_thread(h.encode, text)
 
 

@@ -1,4 +1,5 @@
-"""`thinkbudget` command line: `thinkbudget serve [flags]`.
+"""`thinkbudget` command line: `thinkbudget serve [flags]`, and the trainer's
+`thinkbudget train init|sft|grpo|export` and `thinkbudget eval` (train_fusion.cli).
 
 With no `--model`, serves the project's demo model (`models/demo`, made by train_fusion)
 when it is there, else a tiny model that `train_fusion.tiny` builds locally on first use
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -20,9 +22,11 @@ DEMO_MODEL = ROOT / "models" / "demo"
 
 
 def default_model() -> tuple[str, str]:
-    """(path, served name) of the model served when --model is not given."""
-    if (DEMO_MODEL / "config.json").is_file():
-        return str(DEMO_MODEL), "thinkbudget-demo"
+    """(path, served name) of the model served when --model is not given: the demo model of
+    this checkout (or of the working directory, as in the Docker image)."""
+    for demo in (DEMO_MODEL, Path.cwd() / "models" / "demo"):
+        if (demo / "config.json").is_file():
+            return str(demo), "thinkbudget-demo"
     from train_fusion.tiny import ensure_tiny_model
 
     print("thinkbudget: no --model given; using the tiny local model (built on first run)")
@@ -65,7 +69,13 @@ def serve_parser(sub) -> None:
                    help="splice: continue a cut request with the termination text as a "
                    "prefilled prompt (one step); force: decode it token by token")
     p.add_argument("--max-n", type=int, default=16)
+    p.add_argument("--max-pending", type=int, default=512,
+                   help="generation requests in flight before new ones get a 429")
+    p.add_argument("--max-body-bytes", type=int, default=4 << 20,
+                   help="requests with a larger body get a 413")
     p.add_argument("--cors-origin", action="append", default=[], dest="cors_origins")
+    p.add_argument("--graceful-shutdown-s", type=float, default=30,
+                   help="on SIGTERM, how long in-flight requests may run before they are aborted")
     p.add_argument("--log-level", default="info")
 
 
@@ -94,6 +104,8 @@ def run_serve(args: argparse.Namespace) -> None:
         answer_reserve=args.answer_reserve,
         cut_mode=args.cut_mode,
         max_n=args.max_n,
+        max_pending=args.max_pending,
+        max_body_bytes=args.max_body_bytes,
         cors_origins=args.cors_origins,
     )
     from serve.engine import load_tokenizer_and_profile
@@ -104,17 +116,34 @@ def run_serve(args: argparse.Namespace) -> None:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.exit(f"thinkbudget: cannot serve {config.model!r}: {reason}")
     logging.basicConfig(level=args.log_level.upper())
-    uvicorn.run(create_app(config, loaded), host=config.host, port=config.port,
-                log_level=args.log_level, timeout_graceful_shutdown=30)  # fmt: skip
+    app = create_app(config, loaded)
+    # SIGTERM: uvicorn stops accepting, lets in-flight requests finish for up to the grace
+    # period, aborts the rest, shuts the engine down (lifespan) and returns. It then re-raises
+    # the signal to the handler it found; this one makes that a no-op, so a drained shutdown
+    # exits 0 (and an engine death, 1).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.graceful_shutdown_s)  # fmt: skip
+    if app.state.engine_dead:
+        sys.exit("thinkbudget: the engine died; exiting so that the server can be restarted")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="thinkbudget", description="thinking budgets for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_parser(sub)
-    args = parser.parse_args(argv)
+    from train_fusion.cli import add_parsers
+
+    add_parsers(sub)
+    args, extra = parser.parse_known_args(argv)
     if args.command == "serve":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         run_serve(args)
+    else:
+        from train_fusion.cli import run
+
+        run(args, extra)
 
 
 if __name__ == "__main__":

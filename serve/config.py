@@ -33,6 +33,8 @@ class ServerConfig:
     # "force" makes the engine emit the termination text token by token.
     cut_mode: str = "splice"
     max_n: int = 16
+    max_pending: int = 512  # generation requests in flight; more get a 429
+    max_body_bytes: int = 4 << 20
     enable_prefix_caching: bool = True
     cors_origins: list[str] = field(default_factory=list)
 

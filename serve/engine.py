@@ -53,9 +53,14 @@ def build_engine(config: ServerConfig, spec: ProfileSpec | None):
     from budget.vllm_adapter import CONFIG_KEY, ThinkingBudgetLogitsProcessor
 
     kv_bytes = config.kv_cache_memory_bytes
+    chunked = None  # vLLM's default
     if current_platform.is_cpu():
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
         kv_bytes = kv_bytes or 1 << 30
+        # vLLM's CPU worker crashes (and the engine dies) when a seeded request is cut
+        # between prefill chunks: it rewinds the generator's offset, which CPU generators
+        # lack. Whole prompts per step avoid it (tests/test_reliability.py).
+        chunked = False
     args = AsyncEngineArgs(
         model=config.model,
         served_model_name=[config.model_name],
@@ -65,6 +70,7 @@ def build_engine(config: ServerConfig, spec: ProfileSpec | None):
         kv_cache_memory_bytes=kv_bytes,
         dtype=config.dtype,
         enable_prefix_caching=config.enable_prefix_caching,
+        enable_chunked_prefill=chunked,
         logits_processors=[ThinkingBudgetLogitsProcessor],
         additional_config={CONFIG_KEY: asdict(spec) if spec else None},
         disable_log_stats=True,
@@ -97,6 +103,7 @@ class EngineHandle:
         # The model's vocabulary (may exceed the tokenizer's, as Qwen3's does).
         self.vocab_size: int = engine.model_config.get_vocab_size()
         self.metrics = Metrics()
+        self.metrics.engine_requests.set_function(engine.get_num_unfinished_requests)
         self.created = int(time.time())
 
     @classmethod

@@ -48,3 +48,7 @@ class Metrics:
         self.in_flight = Gauge(
             "thinkbudget_requests_in_flight", "Requests being generated", registry=r
         )
+        self.engine_requests = Gauge(
+            "thinkbudget_engine_unfinished_requests",
+            "Requests the engine still holds (read at scrape time)", registry=r,
+        )  # fmt: skip

@@ -70,7 +70,9 @@ def sample(rng: random.Random, think: bool, cut: bool = False) -> list[str]:
     return [prompt, "<think>", reasoning, "</think>", "\n\n", *end]
 
 
-def build_tokenizer(out: Path, corpus: list[str]):
+def build_tokenizer(out: Path, corpus: list[str], vocab_size: int = 400,
+                    extra: list[str] | None = None):
+    """Byte-level BPE trained on `corpus` (+ `extra` texts, repeated so they get merged)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -80,12 +82,12 @@ def build_tokenizer(out: Path, corpus: list[str]):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    extra = [QWEN3_TERMINATION, "Wait, let me check.", "The answer is"] * 20
+    extra = (extra or [QWEN3_TERMINATION, "Wait, let me check.", "The answer is"]) * 20
     tok.train_from_iterator(corpus + extra, trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK])
     fast = PreTrainedTokenizerFast(

@@ -1,0 +1,258 @@
+"""Reliability of the server: oversize and invalid bodies, disconnects, overload, SIGTERM,
+engine death, and (slow) a 256-stream load with disconnect waves. Real server, real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from serve.process import ServerProcess, tiny_server_args
+from tests.conftest import API_KEY
+from tests.test_server import MESSAGES, metric
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = {"messages": MESSAGES, "max_tokens": 400, "temperature": 1.0, "min_thinking_tokens": 300}
+
+
+def is_openai_error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == status and err["type"] and len(err["message"]) > 10
+    return err
+
+
+def wait_idle(http: httpx.Client, within_s: float) -> float:
+    """Seconds until the engine holds no request and nothing is in flight (or raise)."""
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        if (metric(http, "thinkbudget_engine_unfinished_requests") == 0
+                and metric(http, "thinkbudget_requests_in_flight") == 0):  # fmt: skip
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(
+        f"engine still holds {metric(http, 'thinkbudget_engine_unfinished_requests')} requests, "
+        f"{metric(http, 'thinkbudget_requests_in_flight')} in flight after {within_s} s"
+    )
+
+
+# -- bodies --------------------------------------------------------------------------------
+def test_oversize_body_is_413(http):
+    big = {"messages": [{"role": "user", "content": "x" * (5 << 20)}]}
+    err = is_openai_error(http.post("/v1/chat/completions", json=big), 413)
+    assert "bytes" in err["message"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(6):
+            yield b" " * (1 << 20)
+
+    r = http.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    is_openai_error(r, 413)
+
+
+def test_invalid_utf8_is_400(http):
+    body = b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}'
+    is_openai_error(http.post("/v1/chat/completions", content=body,
+                              headers={"content-type": "application/json"}), 400)  # fmt: skip
+
+
+def test_prompt_longer_than_context_is_400(http):
+    body = {"messages": [{"role": "user", "content": "sum " + "1 " * 3000}], "max_tokens": 10}
+    err = is_openai_error(http.post("/v1/chat/completions", json=body), 400)
+    assert "context" in err["message"] or "max_tokens" in err["message"]
+
+
+# -- disconnects ---------------------------------------------------------------------------
+def test_non_streaming_disconnect_aborts_within_2s(server, http):
+    aborted = metric(http, "thinkbudget_requests_total", outcome="aborted")
+    payload = json.dumps(LONG).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()  # fmt: skip
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(head + payload)
+    deadline = time.monotonic() + 10
+    while metric(http, "thinkbudget_requests_in_flight") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock.close()
+    wait_idle(http, within_s=2.0)
+    assert metric(http, "thinkbudget_requests_total", outcome="aborted") == aborted + 1
+
+
+def test_streaming_disconnect_aborts_within_2s(http):
+    with http.stream("POST", "/v1/chat/completions", json={**LONG, "stream": True}) as r:
+        for i, _ in enumerate(r.iter_lines()):
+            if i > 4:
+                break
+    wait_idle(http, within_s=2.0)
+
+
+# -- overload, SIGTERM, engine death ----------------------------------------------------------
+@pytest.fixture()
+def small_server(tiny_model, request):
+    srv = ServerProcess(tiny_server_args(tiny_model, "--max-pending", "3", "--graceful-shutdown-s", "20"),
+                        ROOT / ".cache" / "logs" / f"{request.node.name}.log")  # fmt: skip
+    yield srv
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+async def _stream_all(url: str, bodies: list[dict]) -> list[int]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+
+        async def one(body):
+            async with c.stream("POST", "/v1/chat/completions", json=body) as r:
+                await r.aread()
+                return r.status_code
+
+        return await asyncio.gather(*(one(b) for b in bodies))
+
+
+def test_overload_answers_429_at_once_then_sigterm_drains_and_exits_0(small_server):
+    url = small_server.url
+    start = time.monotonic()
+    codes = asyncio.run(_stream_all(url, [{**LONG, "stream": True, "seed": i} for i in range(10)]))
+    assert sorted(set(codes)) == [200, 429] and codes.count(200) >= 3
+    r = httpx.post(url + "/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 60})
+    assert r.status_code == 200  # capacity is back once the streams ended
+    assert time.monotonic() - start < 120
+
+    # SIGTERM with a request in flight: it finishes (within the grace period), exit status 0
+    async def in_flight_then_term() -> dict:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+            task = asyncio.create_task(c.post("/v1/chat/completions", json={**LONG, "seed": 1}))
+            await asyncio.sleep(0.5)
+            small_server.proc.send_signal(signal.SIGTERM)
+            r = await task
+            return r.json()
+
+    done = asyncio.run(in_flight_then_term())
+    assert done["choices"][0]["finish_reason"] in ("stop", "length")
+    assert small_server.proc.wait(60) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/health", timeout=2)
+
+
+def test_engine_death_turns_health_503_and_exits_nonzero(small_server):
+    assert httpx.get(small_server.url + "/health").status_code == 200
+    kids = psutil.Process(small_server.proc.pid).children(recursive=True)
+    core = [p for p in kids if "EngineCore" in " ".join(p.cmdline()) + p.name()]
+    assert core, [(p.name(), p.cmdline()) for p in kids]
+    for p in core:
+        p.kill()
+    saw_503 = False
+    deadline = time.monotonic() + 60
+    while small_server.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            saw_503 |= httpx.get(small_server.url + "/health", timeout=2).status_code == 503
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    assert saw_503
+    assert small_server.proc.wait(30) not in (0, None)
+    assert "engine died" in small_server.log_path.read_text()
+
+
+# -- load ------------------------------------------------------------------------------------
+async def _wave(url: str, n: int, disconnect_after: int | None) -> tuple[int, int]:
+    """n concurrent streams, budgets that cut and that don't; returns (ok, errors)."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    limits = httpx.Limits(max_connections=n + 8)
+    async with httpx.AsyncClient(base_url=url, timeout=300, headers=headers, limits=limits) as c:
+
+        async def one(i: int) -> bool:
+            body = {"messages": MESSAGES, "stream": True, "max_tokens": 120, "seed": i,
+                    "temperature": 1.0, "thinking_budget": [2, 8, 40, -1][i % 4]}  # fmt: skip
+            if disconnect_after is not None:
+                body["min_thinking_tokens"] = 60
+                body["thinking_budget"] = -1
+            async with c.stream("POST", "/v1/chat/completions", json=body) as r:
+                if r.status_code != 200:
+                    return False
+                lines = 0
+                async for line in r.aiter_lines():
+                    if line.startswith("data: {\"error"):
+                        return False
+                    lines += 1
+                    if disconnect_after is not None and lines >= disconnect_after:
+                        return True  # leave mid-stream
+                return lines > 0
+
+        results = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    ok = sum(r is True for r in results)
+    return ok, n - ok
+
+
+@pytest.mark.slow
+def test_256_streams_then_disconnect_waves_leave_nothing_behind(server, http):
+    ok, errors = asyncio.run(_wave(server.url, 256, None))
+    assert (ok, errors) == (256, 0)
+    wait_idle(http, within_s=2.0)
+    rss = []
+    for _ in range(4):
+        ok, errors = asyncio.run(_wave(server.url, 256, disconnect_after=6))
+        assert errors == 0
+        wait_idle(http, within_s=2.0)
+        rss.append(psutil.Process(server.proc.pid).memory_info().rss)
+    # memory does not grow wave over wave (first wave warms caches)
+    assert rss[-1] <= rss[1] * 1.05, [r >> 20 for r in rss]
+
+
+# -- hostile input, generated ------------------------------------------------------------------
+@pytest.mark.slow
+def test_schemathesis_finds_no_5xx_and_every_4xx_is_openai_format(tiny_model):
+    """>= 2,000 generated requests (valid and schema-violating) over both generation routes,
+    against the server's own OpenAPI schema."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.generation.modes import GenerationMode
+
+    args = tiny_server_args(tiny_model, "--max-n", "4")
+    args[args.index("--max-model-len") + 1] = "192"  # valid requests generate briefly
+    with ServerProcess(args, ROOT / ".cache" / "logs" / "schemathesis.log") as srv:
+        schema = schemathesis.openapi.from_url(srv.url + "/openapi.json")
+        seen: dict[int, int] = {}
+        for path in ("/v1/chat/completions", "/v1/completions"):
+            op = schema[path]["POST"]
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+                @given(case=op.as_strategy(generation_mode=mode))
+                @settings(max_examples=500, deadline=None, database=None, phases=[Phase.generate],
+                          suppress_health_check=list(HealthCheck))  # fmt: skip
+                def check(case):
+                    r = case.call(base_url=srv.url, timeout=120)
+                    seen[r.status_code] = seen.get(r.status_code, 0) + 1
+                    assert r.status_code < 500, (case.body, r.text[:500])
+                    if r.status_code >= 400:
+                        err = r.json()["error"]
+                        assert err["code"] == r.status_code and err["type"], r.text
+                        assert len(err["message"]) > 10, r.text
+
+                check()
+        assert sum(seen.values()) >= 2000, seen
+        assert seen.get(200, 0) > 0 and seen.get(400, 0) > 0, seen
+        print("schemathesis statuses:", seen)
+
+
+def test_many_concurrent_seeded_requests_keep_the_engine_alive(server, http):
+    """Regression: on vLLM's CPU engine a seeded request split across prefill chunks killed
+    the engine ('CPU Generator does not use offset'); the server disables chunked prefill
+    there."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, headers=headers) as c:
+            bodies = [{"messages": [{"role": "user", "content": "sum " + " ".join("7" * (150 + i))}],
+                       "max_tokens": 100, "seed": i, "temperature": 1.0} for i in range(96)]  # fmt: skip
+            rs = await asyncio.gather(*(c.post("/v1/chat/completions", json=b) for b in bodies))
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [200] * 96
+    assert http.get("/health").status_code == 200

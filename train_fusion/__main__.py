@@ -1,0 +1,3 @@
+from train_fusion.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""`thinkbudget eval`: accuracy against the thinking budget, through the real server.
+
+Starts `thinkbudget serve` on the model folder (vLLM engine + `budget/`, the code users run),
+then sends every held-out question under each condition and scores the answers with
+`train_fusion.rewards.accuracy`, the function GRPO trains on:
+- `termination`: the server's cut at budget B (termination text, `</think>`, answer);
+- `hard`: the same cut with `termination_text: ""` (the end delimiter only);
+- `no_think`: `enable_thinking: false` (the template pre-fills an empty block; one point).
+Budgets are token counts; -1 is unlimited. Per condition it records accuracy with a Wilson
+95% interval, the mean thinking tokens the model wrote (`choice.thinking.tokens`, forced
+text excluded) and how often the server cut. The area under the curve is the mean accuracy
+over budgets from 0 to the largest finite one (trapezoids), so 1.0 is perfect at any budget.
+
+Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/curve.png. `--compare A.json B.json
+--output_dir DIR` draws several models' results into one table and plot.
+
+Launch: `thinkbudget eval --config train_fusion/recipes/demo/eval.yaml [--model FOLDER]`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from train_fusion.data import read_jsonl, user_messages
+from train_fusion.rewards import accuracy
+
+CONTROLS = ("termination", "hard", "no_think")
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    data: str
+    output_dir: str
+    label: str = ""
+    n: int = 500
+    budgets: list[int] = field(default_factory=lambda: [0, 16, 32, 64, 128, 256, -1])
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
+    max_tokens: int = 512
+    temperature: float = 1.0
+    seed: int = 0
+    concurrency: int = 64
+    max_model_len: int = 1024
+    kv_cache_memory_bytes: int = 256 << 20
+    server_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.controls if c not in CONTROLS]
+        if bad:
+            raise ValueError(f"unknown controls {bad}; known: {list(CONTROLS)}")
+        if any(b < -1 for b in self.budgets):
+            raise ValueError("budgets must be >= 0, or -1 for unlimited")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def conditions(cfg: EvalConfig) -> list[tuple[str, int | None]]:
+    out: list[tuple[str, int | None]] = []
+    for control in cfg.controls:
+        if control == "no_think":
+            out.append((control, None))
+        else:
+            out += [(control, b) for b in cfg.budgets if not (control == "hard" and b == -1)]
+    return out
+
+
+def request_body(control: str, budget: int | None, messages: list[dict], cfg: EvalConfig, seed: int) -> dict:
+    body: dict[str, Any] = {"messages": messages, "max_tokens": cfg.max_tokens,
+                            "temperature": cfg.temperature, "seed": seed}  # fmt: skip
+    if control == "no_think":
+        body["enable_thinking"] = False
+    else:
+        body["thinking_budget"] = budget
+        if control == "hard":
+            body["termination_text"] = ""
+    return body
+
+
+async def run_condition(client, control, budget, records, cfg) -> dict:
+    sem = asyncio.Semaphore(cfg.concurrency)
+
+    async def one(i: int, rec: dict) -> tuple[str, dict]:
+        async with sem:
+            body = request_body(control, budget, user_messages(rec), cfg, cfg.seed + i)
+            r = await client.post("/v1/chat/completions", json=body)
+            if r.status_code != 200:
+                raise RuntimeError(f"server answered {r.status_code}: {r.text}")
+            choice = r.json()["choices"][0]
+            return choice["message"]["content"] or "", choice.get("thinking") or {}
+
+    start = time.monotonic()
+    outs = await asyncio.gather(*(one(i, rec) for i, rec in enumerate(records)))
+    scores = accuracy([c for c, _ in outs], [r["gold"] for r in records])
+    k, n = int(sum(scores)), len(scores)
+    lo, hi = wilson(k, n)
+    return {
+        "control": control,
+        "budget": budget,
+        "n": n,
+        "correct": k,
+        "accuracy": k / n,
+        "ci95": [lo, hi],
+        "mean_thinking_tokens": sum(t.get("tokens", 0) for _, t in outs) / n,
+        "cut_rate": sum(bool(t.get("cut")) for _, t in outs) / n,
+        "seconds": round(time.monotonic() - start, 1),
+    }
+
+
+def auc(rows: list[dict], control: str = "termination") -> float | None:
+    pts = sorted((r["budget"], r["accuracy"]) for r in rows if r["control"] == control and r["budget"] not in (None, -1))
+    if len(pts) < 2:
+        return None
+    area = sum((b1 - b0) * (a0 + a1) / 2 for (b0, a0), (b1, a1) in zip(pts, pts[1:]))
+    return area / (pts[-1][0] - pts[0][0])
+
+
+def run(cfg: EvalConfig) -> dict:
+    import httpx
+
+    from serve.process import ServerProcess
+
+    records = read_jsonl(cfg.data)[: cfg.n]
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    args = ["--model", cfg.model, "--max-model-len", str(cfg.max_model_len),
+            "--kv-cache-memory-bytes", str(cfg.kv_cache_memory_bytes), "--log-level", "warning",
+            *cfg.server_args]  # fmt: skip
+    rows = []
+    with ServerProcess(args, out / "server.log") as server:
+
+        async def main() -> None:
+            limits = httpx.Limits(max_connections=cfg.concurrency)
+            async with httpx.AsyncClient(base_url=server.url, timeout=600, limits=limits) as client:
+                for control, budget in conditions(cfg):
+                    row = await run_condition(client, control, budget, records, cfg)
+                    rows.append(row)
+                    print(f"eval {cfg.label or cfg.model}: {control:<11} budget {budget!s:>4}: "
+                          f"{row['accuracy']:.3f} [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}], "
+                          f"thinking {row['mean_thinking_tokens']:.1f} tok, {row['seconds']} s",
+                          flush=True)  # fmt: skip
+
+        asyncio.run(main())
+    result = {"label": cfg.label or Path(cfg.model).name, "model": cfg.model, "config": asdict(cfg),
+              "rows": rows, "auc_termination": auc(rows), "auc_hard": auc(rows, "hard")}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    report([result], out)
+    return result
+
+
+# -- reports ---------------------------------------------------------------------------------
+def _budget_label(b: int | None) -> str:
+    return "-" if b is None else "unlimited" if b == -1 else str(b)
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| model | control | budget | accuracy | 95% CI | thinking tokens | cut rate |",
+             "|---|---|---:|---:|---|---:|---:|"]  # fmt: skip
+    for res in results:
+        for r in res["rows"]:
+            lines.append(
+                f"| {res['label']} | {r['control']} | {_budget_label(r['budget'])} | "
+                f"{100 * r['accuracy']:.1f}% | {100 * r['ci95'][0]:.1f}–{100 * r['ci95'][1]:.1f} | "
+                f"{r['mean_thinking_tokens']:.1f} | {100 * r['cut_rate']:.0f}% |"
+            )
+    lines.append("")
+    for res in results:
+        a, h = res.get("auc_termination"), res.get("auc_hard")
+        lines.append(f"- {res['label']}: area under the termination curve "
+                     f"{'-' if a is None else f'{a:.3f}'}, hard cut {'-' if h is None else f'{h:.3f}'}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    finite = [r["budget"] for res in results for r in res["rows"] if r["budget"] not in (None, -1)]
+    right = max(finite, default=1) * 1.15
+    styles = {"termination": "-", "hard": "--"}
+    for i, res in enumerate(results):
+        color = f"C{i}"
+        for control, ls in styles.items():
+            rows = sorted((r for r in res["rows"] if r["control"] == control), key=lambda r: r["budget"])
+            if not rows:
+                continue
+            xs = [right if r["budget"] == -1 else r["budget"] for r in rows]
+            ys = [r["accuracy"] for r in rows]
+            lo = [r["accuracy"] - r["ci95"][0] for r in rows]
+            hi = [r["ci95"][1] - r["accuracy"] for r in rows]
+            ax.errorbar(xs, ys, yerr=[lo, hi], ls=ls, marker="o", ms=3, color=color, capsize=2,
+                        label=f"{res['label']}: {control} cut")  # fmt: skip
+        for r in res["rows"]:
+            if r["control"] == "no_think":
+                ax.axhline(r["accuracy"], color=color, ls=":", label=f"{res['label']}: no_think")
+    ax.set_xlabel("thinking budget (tokens); rightmost point: unlimited")
+    ax.set_ylabel("accuracy (95% Wilson CI)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(results: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown(results))
+    plot(results, out / "curve.png")
+
+
+def compare(paths: list[str], out: str) -> None:
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    report(results, Path(out))
+    print(f"eval: wrote {Path(out) / 'results.md'} and {Path(out) / 'curve.png'}")

@@ -1,0 +1,37 @@
+"""Stage `export`: a folder that `thinkbudget serve --model FOLDER` serves with no other flag.
+
+Loads a stage result (full model, or LoRA adapter merged into its base), and writes the
+weights (safetensors, in `dtype`) with their generation config, the tokenizer with its chat
+template, and `thinking_profile.json`. Then it checks the folder the way the server will:
+the profile must resolve against the saved tokenizer.
+
+Launch: `thinkbudget train export --config train_fusion/recipes/demo/export.yaml`
+(or `--model OUT/final --output_dir models/mine`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from train_fusion.common import load_model, load_tokenizer_profile, save_profile
+
+
+@dataclass
+class ExportConfig:
+    model: str
+    output_dir: str
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+
+
+def run(cfg: ExportConfig) -> Path:
+    tokenizer, profile = load_tokenizer_profile(cfg.model)
+    model = load_model(cfg.model, cfg.dtype)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    save_profile(profile.spec, out)
+    load_tokenizer_profile(out)  # what `thinkbudget serve` resolves at start-up
+    print(f"export: wrote {out}")
+    return out

@@ -1,0 +1,103 @@
+"""Stage `sft`: thinking-mode-fusion SFT with TRL's `SFTTrainer`.
+
+Algorithm: the fusion builder (`train_fusion.data`) turns JSONL records into think, no_think
+and budget-cut samples, tokenised as the server tokenises them; `SFTTrainer` trains on them
+with the loss on the final assistant turn only (`completion_mask`; prompt and history are
+masked), either the full model or a LoRA adapter (peft) when the recipe has a `lora` section.
+Deviation from a plain TRL run: the dataset is passed pre-tokenised, because the cut samples
+must hold exactly the ids `budget/` forces; TRL's own chat tokenisation would re-merge them.
+
+Writes OUTPUT/checkpoints/checkpoint-N (atomic, every `save_steps`), OUTPUT/metrics.jsonl and
+OUTPUT/final (model or adapter, tokenizer, thinking profile); `thinkbudget train export`
+merges an adapter into a servable folder.
+
+Launch: `thinkbudget train sft --config train_fusion/recipes/demo/sft.yaml [--resume] [--key value ...]`
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from train_fusion.common import (
+    LoraSettings,
+    callbacks,
+    common_args,
+    load_model,
+    load_tokenizer_profile,
+    prepare_output,
+    train_stage,
+)
+from train_fusion.data import FusionConfig, FusionEncoder, build_samples, read_jsonl
+
+
+@dataclass
+class SFTStageConfig:
+    model: str
+    data: str
+    output_dir: str
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    lora: LoraSettings | None = None  # None: full fine-tuning
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    num_train_epochs: float = 1.0
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    max_length: int = 1024
+    bf16: bool = False
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    seed: int = 0
+    resume: bool = False
+    dataloader_num_workers: int = 0
+
+
+def build_dataset(cfg: SFTStageConfig, tokenizer, profile):
+    from datasets import Dataset
+
+    encoder = FusionEncoder(tokenizer, profile)
+    samples = list(build_samples(read_jsonl(cfg.data), encoder, cfg.fusion))
+    kinds = Counter(s["kind"] for s in samples)
+    print(f"sft: {len(samples)} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    return Dataset.from_dict({
+        "input_ids": [s["input_ids"] for s in samples],
+        "completion_mask": [s["completion_mask"] for s in samples],
+    })  # fmt: skip
+
+
+def make_trainer(cfg: SFTStageConfig):
+    """(trainer, tokenizer, profile, checkpoint to resume from)."""
+    from trl import SFTConfig, SFTTrainer
+
+    staging, resume_from = prepare_output(cfg.output_dir, cfg.resume)
+    tokenizer, profile = load_tokenizer_profile(cfg.model)
+    dataset = build_dataset(cfg, tokenizer, profile)
+    args = SFTConfig(
+        **common_args(cfg, staging),
+        num_train_epochs=cfg.num_train_epochs,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+    )
+    trainer = SFTTrainer(
+        model=load_model(cfg.model),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=cfg.lora.peft_config() if cfg.lora else None,
+        callbacks=callbacks(cfg),
+    )
+    return trainer, tokenizer, profile, resume_from
+
+
+def run(cfg: SFTStageConfig) -> Path:
+    return train_stage("sft", make_trainer, cfg)
