@@ -216,9 +216,10 @@ class BudgetState:
         self.forced += 1
         if not self.thinking:
             return Kind.CONTENT  # the answer separator after a forced end
-        if tok == self.end_id:
+        if tok == self.end_id:  # a hard cut's first forced token, or a cut's last
             self.thinking = False
             self.no_reopen = True
+            self.cut = True
             return Kind.DELIMITER
         if self.queue_counts:
             self.used += 1

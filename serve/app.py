@@ -165,11 +165,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_error(_: Request, exc: Exception):
+        from vllm.exceptions import VLLMClientError
         from vllm.v1.engine.exceptions import EngineDeadError
 
         if isinstance(exc, EngineDeadError):
             return error_response(503, "the engine has stopped; the server is restarting")
-        if isinstance(exc, ValueError):  # vLLM's own request validation
+        if isinstance(exc, (ValueError, VLLMClientError)):  # vLLM's own request validation
             return error_response(400, str(exc))
         log.exception("unhandled error")
         return error_response(500, "internal error")

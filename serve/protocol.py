@@ -50,6 +50,7 @@ class AnthropicThinking(_Strict):
 Stop = StrictStr | Annotated[list[StrictStr], Field(max_length=16)] | None
 Effort = Literal["none", "minimal", "low", "medium", "high"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]  # vLLM rejects 0
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
 
@@ -85,7 +86,7 @@ class ChatCompletionRequest(ThinkingFields):
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
-    top_p: Probability | None = None
+    top_p: TopP | None = None
     user: StrictStr | None = None
     # -- not OpenAI's: vLLM sampling extras ----------------------------------------------
     top_k: StrictInt | None = None
@@ -113,7 +114,7 @@ class CompletionRequest(ThinkingFields):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_p: Probability | None = None
+    top_p: TopP | None = None
     user: StrictStr | None = None
     # -- not OpenAI's: vLLM sampling extras ----------------------------------------------
     top_k: StrictInt | None = None

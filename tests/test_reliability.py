@@ -194,13 +194,15 @@ async def _wave(url: str, n: int, disconnect_after: int | None) -> tuple[int, in
 def test_256_streams_then_disconnect_waves_leave_nothing_behind(server, http):
     ok, errors = asyncio.run(_wave(server.url, 256, None))
     assert (ok, errors) == (256, 0)
-    wait_idle(http, within_s=2.0)
+    idle = [wait_idle(http, within_s=2.0)]
     rss = []
     for _ in range(4):
         ok, errors = asyncio.run(_wave(server.url, 256, disconnect_after=6))
         assert errors == 0
-        wait_idle(http, within_s=2.0)
+        idle.append(wait_idle(http, within_s=2.0))
         rss.append(psutil.Process(server.proc.pid).memory_info().rss)
+    print(f"load: idle after each wave {[round(t, 2) for t in idle]} s, "
+          f"server RSS after disconnect waves {[r >> 20 for r in rss]} MiB")
     # memory does not grow wave over wave (first wave warms caches)
     assert rss[-1] <= rss[1] * 1.05, [r >> 20 for r in rss]
 

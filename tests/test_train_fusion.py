@@ -129,7 +129,7 @@ def test_sft_changes_weights_and_publishes_checkpoints(micro):
     out = micro["sft"]
     assert changed(micro["init"], out / "final")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-120", "checkpoint-60"]
-    assert not any((out / ".staging").iterdir())  # every save was published by rename
+    assert not list((out / ".staging").glob("checkpoint-*"))  # every save was published by rename
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logs if "loss" in r]
     assert len(losses) == 6 and losses[-1] < losses[0]

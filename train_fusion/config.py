@@ -68,8 +68,19 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         *parents, leaf = key.replace("-", "_").split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _scalar(value)
     return out
+
+
+def _scalar(text: str) -> Any:
+    """A YAML scalar, but `3e-3` is a float (YAML 1.1 wants `3.0e-3`)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def merge(base: dict, over: dict) -> dict:

@@ -8,7 +8,7 @@ then sends every held-out question under each condition and scores the answers w
 - `no_think`: `enable_thinking: false` (the template pre-fills an empty block; one point).
 Budgets are token counts; -1 is unlimited. Per condition it records accuracy with a Wilson
 95% interval, the mean thinking tokens the model wrote (`choice.thinking.tokens`, forced
-text excluded) and how often the server cut. The area under the curve is the mean accuracy
+text excluded), the mean answer tokens, and how often the server cut. The area under the curve is the mean accuracy
 over budgets from 0 to the largest finite one (trapezoids), so 1.0 is perfect at any budget.
 
 Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/curve.png. `--compare A.json B.json
@@ -93,13 +93,25 @@ async def run_condition(client, control, budget, records, cfg) -> dict:
     sem = asyncio.Semaphore(cfg.concurrency)
 
     async def one(i: int, rec: dict) -> tuple[str, dict]:
+        import httpx
+
         async with sem:
             body = request_body(control, budget, user_messages(rec), cfg, cfg.seed + i)
-            r = await client.post("/v1/chat/completions", json=body)
+            for attempt in range(3):  # a kept-alive connection the server just closed
+                try:
+                    r = await client.post("/v1/chat/completions", json=body)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
             if r.status_code != 200:
                 raise RuntimeError(f"server answered {r.status_code}: {r.text}")
-            choice = r.json()["choices"][0]
-            return choice["message"]["content"] or "", choice.get("thinking") or {}
+            data = r.json()
+            choice, usage = data["choices"][0], data["usage"]
+            stats = dict(choice.get("thinking") or {})
+            stats["answer_tokens"] = (usage["completion_tokens"]
+                                      - usage["completion_tokens_details"]["reasoning_tokens"])  # fmt: skip
+            return choice["message"]["content"] or "", stats
 
     start = time.monotonic()
     outs = await asyncio.gather(*(one(i, rec) for i, rec in enumerate(records)))
@@ -115,6 +127,7 @@ async def run_condition(client, control, budget, records, cfg) -> dict:
         "ci95": [lo, hi],
         "mean_thinking_tokens": sum(t.get("tokens", 0) for _, t in outs) / n,
         "cut_rate": sum(bool(t.get("cut")) for _, t in outs) / n,
+        "mean_answer_tokens": sum(t["answer_tokens"] for _, t in outs) / n,
         "seconds": round(time.monotonic() - start, 1),
     }
 
@@ -166,14 +179,15 @@ def _budget_label(b: int | None) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| model | control | budget | accuracy | 95% CI | thinking tokens | cut rate |",
-             "|---|---|---:|---:|---|---:|---:|"]  # fmt: skip
+    lines = ["| model | control | budget | accuracy | 95% CI | thinking tokens | answer tokens | cut rate |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
     for res in results:
         for r in res["rows"]:
             lines.append(
                 f"| {res['label']} | {r['control']} | {_budget_label(r['budget'])} | "
                 f"{100 * r['accuracy']:.1f}% | {100 * r['ci95'][0]:.1f}–{100 * r['ci95'][1]:.1f} | "
-                f"{r['mean_thinking_tokens']:.1f} | {100 * r['cut_rate']:.0f}% |"
+                f"{r['mean_thinking_tokens']:.1f} | {r['mean_answer_tokens']:.1f} | "
+                f"{100 * r['cut_rate']:.0f}% |"
             )
     lines.append("")
     for res in results:
@@ -196,7 +210,8 @@ def plot(results: list[dict], path: Path) -> None:
     for i, res in enumerate(results):
         color = f"C{i}"
         for control, ls in styles.items():
-            rows = sorted((r for r in res["rows"] if r["control"] == control), key=lambda r: r["budget"])
+            rows = sorted((r for r in res["rows"] if r["control"] == control),
+                          key=lambda r: math.inf if r["budget"] == -1 else r["budget"])  # fmt: skip
             if not rows:
                 continue
             xs = [right if r["budget"] == -1 else r["budget"] for r in rows]
