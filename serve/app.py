@@ -1,4 +1,5 @@
-"""The FastAPI app: thin routes over `EngineHandle`, OpenAI-format errors, bearer auth.
+"""The FastAPI app: thin routes over `EngineHandle` and OpenAI-format errors (middleware:
+`serve.middleware`).
 
 The engine is created in the lifespan and shut down with it. Every error a client can cause
 is a 4xx in OpenAI's error JSON with a message that says what to fix.
@@ -7,7 +8,6 @@ is a 4xx in OpenAI's error JSON with a message that says what to fix.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -21,13 +21,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.budgeting import RequestError, plan_thinking
 from serve.config import ServerConfig
 from serve.engine import EngineHandle, Generation, Prepared, chat_messages
+from serve.middleware import AdmissionLimit, BearerAuth, BodyLimit, error_response
 from serve.protocol import (
     ChatChoice,
     ChatCompletion,
@@ -45,98 +46,6 @@ from serve.protocol import (
 )
 
 log = logging.getLogger("thinkbudget")
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               413: "invalid_request_error", 429: "rate_limit_error"}
-
-
-def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
-    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    return JSONResponse(body, status_code=status)
-
-
-class BearerAuth:
-    """Pure ASGI middleware: every path but /health needs `Authorization: Bearer KEY`,
-    compared in constant time. (Starlette's BaseHTTPMiddleware would re-stream every
-    response body through memory streams: a fifth of the server's CPU under load.)"""
-
-    def __init__(self, app: Any, key: str) -> None:
-        self.app, self.expected = app, f"Bearer {key}".encode()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] != "/health":
-            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = error_response(401, "missing or wrong API key (Authorization: Bearer)")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class BodyLimit:
-    """Pure ASGI middleware: a request body over `max_bytes` gets a 413 before it is parsed,
-    by its Content-Length or, for a body sent without one, by reading it up to the cap
-    (then replaying it to the app)."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        too_big = error_response(413, f"the request body exceeds {self.max_bytes} bytes")
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await too_big(scope, receive, send)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                await too_big(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()  # later: the disconnect, if the client goes away
-
-        await self.app(scope, replay, send)
-
-
-class AdmissionLimit:
-    """Pure ASGI middleware: at most `limit` generation requests (POST /v1/...) in flight,
-    from arrival to the end of the (streamed) response; beyond it a 429 answers at once
-    instead of queueing without bound. One event loop, so a plain counter is exact."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit, self.active = app, limit, 0
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/v1/"):
-            await self.app(scope, receive, send)
-            return
-        if self.active >= self.limit:
-            busy = error_response(429, f"the server has {self.limit} requests in flight; retry later")
-            busy.headers["Retry-After"] = "1"
-            await busy(scope, receive, send)
-            return
-        self.active += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.active -= 1
-
-
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ()) if p != "body"]

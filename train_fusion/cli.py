@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from train_fusion.config import ConfigError, load
+from train_fusion.config import ConfigError, load, parse_overrides
 
 STAGES = ("init", "sft", "grpo", "export")
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> None:
     if name == "eval" and args.compare:
         from train_fusion.evaluate import compare
 
-        out = dict(zip(extra[::2], extra[1::2])).get("--output_dir")
+        out = parse_overrides(extra).get("output_dir")
         if not out:
             sys.exit("thinkbudget eval --compare needs --output_dir DIR")
         compare(args.compare, out)

@@ -90,11 +90,11 @@ def request_body(control: str, budget: int | None, messages: list[dict], cfg: Ev
 
 
 async def run_condition(client, control, budget, records, cfg) -> dict:
+    import httpx
+
     sem = asyncio.Semaphore(cfg.concurrency)
 
     async def one(i: int, rec: dict) -> tuple[str, dict]:
-        import httpx
-
         async with sem:
             body = request_body(control, budget, user_messages(rec), cfg, cfg.seed + i)
             for attempt in range(3):  # a kept-alive connection the server just closed

@@ -40,7 +40,7 @@ from train_fusion.common import (
     prepare_output,
     train_stage,
 )
-from train_fusion.data import read_jsonl, user_messages
+from train_fusion.data import FusionEncoder, read_jsonl, user_messages
 
 
 @dataclass
@@ -109,11 +109,10 @@ class BudgetRollout:
 
     def __init__(self, cfg: GRPOStageConfig, tokenizer: Any, profile: ThinkingProfile) -> None:
         self.cfg, self.tok, self.profile = cfg, tokenizer, profile
+        self.encoder = FusionEncoder(tokenizer, profile)
 
     def render(self, messages: list[dict], mode: str) -> list[int]:
-        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                            enable_thinking=mode != "no_think")  # fmt: skip
-        return self.tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+        return self.encoder.prompt_ids(messages, enable_thinking=mode != "no_think")
 
     def params(self, mode: str, budget: int | None) -> BudgetParams:
         cut = self.profile.termination_ids

@@ -16,7 +16,7 @@ import time
 
 from budget.state import BudgetParams
 from train_fusion.common import load_model, load_tokenizer_profile
-from train_fusion.data import read_jsonl, user_messages
+from train_fusion.data import FusionEncoder, read_jsonl, user_messages
 from train_fusion.grpo import generate_budgeted
 from train_fusion.rewards import accuracy
 
@@ -30,16 +30,12 @@ def probe(model_dir: str, data: str, n: int, budgets: list[int], max_new_tokens:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     records = read_jsonl(data)[:n]
+    encoder = FusionEncoder(tok, profile)
     results = {}
     for budget in budgets:
         mode = "no_think" if budget == -2 else "think"
-        prompts = [
-            tok.backend_tokenizer.encode(
-                tok.apply_chat_template(user_messages(r), tokenize=False, add_generation_prompt=True,
-                                        enable_thinking=mode == "think"),
-                add_special_tokens=False).ids
-            for r in records
-        ]  # fmt: skip
+        prompts = [encoder.prompt_ids(user_messages(r), enable_thinking=mode == "think")
+                   for r in records]  # fmt: skip
         cap = None if budget < 0 else budget
         params = BudgetParams(0 if mode == "no_think" else cap, cut_ids=profile.termination_ids)
         texts = []
