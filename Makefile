@@ -4,9 +4,10 @@ VENV    ?= .venv
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 MODEL   ?=
+ARGS    ?=
 BIN     := $(VENV)/bin
 
-.PHONY: install serve test test-slow demo demo-eval clean
+.PHONY: install lint serve test test-slow demo demo-eval clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,8 +21,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# ruff format --check and ruff check: clean, and run first in CI.
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
 serve: install
-	$(BIN)/thinkbudget serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
+	$(BIN)/thinkbudget serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest
@@ -34,7 +40,7 @@ test-slow: install
 TRAIN := $(BIN)/thinkbudget train
 DEMO  := train_fusion/recipes/demo
 demo: install
-	$(BIN)/python -m train_fusion.task data/demo
+	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
 	$(TRAIN) init   --config $(DEMO)/init.yaml
 	$(TRAIN) sft    --config $(DEMO)/sft.yaml
 	$(TRAIN) export --config $(DEMO)/export-sft.yaml
@@ -42,7 +48,7 @@ demo: install
 	$(TRAIN) export --config $(DEMO)/export.yaml
 
 demo-eval: install
-	$(BIN)/python -m train_fusion.task data/demo
+	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
 	$(BIN)/thinkbudget eval --config $(DEMO)/eval-sft.yaml
 	$(BIN)/thinkbudget eval --config $(DEMO)/eval.yaml
 	$(BIN)/thinkbudget eval --compare runs/demo/eval/sft/results.json runs/demo/eval/grpo/results.json --output_dir docs/demo

@@ -15,13 +15,22 @@ thinking), the count of violations of:
   answer is counted apart, under `model_behaviour`: the server did not put it there);
 - `empty_answer_length`: empty answer with finish_reason "length" (thinking ate max_tokens);
 - `early_end`: thinking ended by the model before min_thinking_tokens when the extension fit;
-- `report_mismatch`: the server's `thinking` report disagrees with the oracle.
+- `report_mismatch`: the server's `thinking` report disagrees with the oracle;
+- `stray_end`: an end delimiter outside thinking (it means nothing there and is banned);
+- `cut_in_tool_call`: a forced token, or thinking, after a tool call started (a tool-call
+  start token inside thinking is the answer: it closes the thinking).
 The oracle reads only the returned token ids (`return_token_ids`) and the tokenizer; it does
 not import `budget/`, so a bug shared by the engine processor and the server mirror shows.
 It also reports the distribution of spent / budget.
 
+With `--fixture qwen3` it runs on the real Qwen3 tokenizer and template (a random-weight
+model, `harness.fixtures`), with tools (named, required, auto with `<tool_call>` pushed by
+logit_bias), json_schema answers and n > 1 in the mix; logit_bias makes the random model
+open thinking often and end it now and then.
+
 Launch: `python -m bench.exactness --requests 10000` (starts a server on the tiny model;
-`--url` uses a running one). Writes `bench/results/exactness.json` (or `--out`).
+`--url` uses a running one; `--fixture qwen3`). Writes `bench/results/exactness.json` (or
+`--out`).
 """
 
 from __future__ import annotations
@@ -33,109 +42,14 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.oracle import Oracle
+
 ROOT = Path(__file__).resolve().parent.parent
-TERM_TEXT = (
-    "\n\nConsidering the limited time by the user, I have to give the solution based on "
-    "the thinking directly now.\n"
-)
-TERM_SENTENCE = TERM_TEXT.strip()
-RESERVE = 32  # the server's default --answer-reserve
-
-
-@dataclass
-class Oracle:
-    start: int
-    end: int
-    term: tuple[int, ...]  # termination text + end delimiter
-    sep: int  # tokens of the "\n\n" forced after the end delimiter
-    ext: tuple[int, ...]
-    tok: Any
-
-    @classmethod
-    def from_tokenizer(cls, tok: Any) -> Oracle:
-        (start,) = tok.encode("<think>", add_special_tokens=False)
-        (end,) = tok.encode("</think>", add_special_tokens=False)
-        term = tuple(tok.encode(TERM_TEXT, add_special_tokens=False)) + (end,)
-        sep = len(tok.encode("\n\n", add_special_tokens=False))
-        ext = tuple(tok.encode("Wait,", add_special_tokens=False))
-        return cls(start, end, term, sep, ext, tok)
-
-    def prompt_open(self, prompt: list[int]) -> int | None:
-        for back, t in enumerate(reversed(prompt)):
-            if t == self.end:
-                return None
-            if t == self.start:
-                return back
-        return None
-
-    def check(self, req: dict, choice: dict, text: str, chat: bool) -> tuple[list[str], float | None]:  # noqa: E501
-        """Violations for one choice, and spent / effective budget. `text` is the chat
-        answer, or the raw completion text."""
-        prompt, ids = choice["prompt_token_ids"], choice["token_ids"]
-        budget, minimum = req["thinking_budget"], req.get("min_thinking_tokens", 0)
-        window = req.get("thinking_cut_window", 0)
-        fit = req["max_tokens"] - 1 - (len(self.term) + self.sep) - RESERVE
-        eff = min(budget, fit)
-        opened = self.prompt_open(prompt)
-        thinking, spent, cut, cuts = opened is not None, opened or 0, False, 0
-        reopened = early = False
-        answer: list[int] = []  # the oracle's own split: tokens outside thinking
-        i = 0
-        while i < len(ids):
-            t = ids[i]
-            if not thinking and t not in (self.start, self.end):
-                answer.append(t)
-            if thinking:
-                if tuple(ids[i : i + len(self.term)]) == self.term:
-                    thinking = False
-                    i += len(self.term)
-                    if spent >= eff - window:  # where the server may cut
-                        cuts += 1
-                        cut = True
-                    else:  # the model wrote the text itself, far from the budget
-                        spent += len(self.term) - 1
-                    continue
-                if t == self.end:
-                    thinking = False
-                    if spent < minimum and eff - spent >= len(self.ext):
-                        early = True
-                else:
-                    spent += 1
-            elif t == self.start:
-                thinking = True
-                reopened |= cut
-            i += 1
-        violations = []
-        if spent > max(eff, opened or 0):
-            violations.append("over_budget")
-        if cuts > 1:
-            violations.append("termination_count")
-        if reopened:
-            violations.append("reopened")
-        if chat:
-            expected = self.tok.decode(answer, skip_special_tokens=True).strip()
-        else:
-            expected = self.tok.decode(ids, skip_special_tokens=True)
-        if text.strip() != expected.strip():
-            violations.append("split_mismatch")
-        content = text if chat else answer_of(text, req)
-        if TERM_SENTENCE in content and "split_mismatch" not in violations:
-            violations.append("info_model_wrote_termination_text_in_answer")
-        if not content.strip() and choice["finish_reason"] == "length":
-            violations.append("empty_answer_length")
-        if early:
-            violations.append("early_end")
-        report = choice.get("thinking") or {}
-        if report.get("cut") != cut or report.get("budget") != eff or report.get("tokens", 0) > spent - (opened or 0):  # noqa: E501
-            violations.append("report_mismatch")
-        ratio = spent / eff if eff and (opened or 0) <= eff else None
-        return violations, ratio
 
 
 def make_request(rng: random.Random, tok: Any) -> tuple[str, dict]:
@@ -166,13 +80,68 @@ def make_request(rng: random.Random, tok: Any) -> tuple[str, dict]:
     return "/v1/completions", {**body, "prompt": prompt}
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+            "required": ["city"],
+        },
+    },
+}
+OK_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+def make_qwen3_request(rng: random.Random, tok: Any) -> tuple[str, dict]:
+    """A request for the random-weight Qwen3 fixture: logit_bias opens thinking about every
+    other step and ends it now and then; chat requests may carry tools or a json_schema."""
+    path, body = make_request(rng, tok)
+    think, end, tool = (
+        tok.convert_tokens_to_ids(t) for t in ("<think>", "</think>", "<tool_call>")
+    )
+    body["logit_bias"] = {str(think): 12, str(end): 7}
+    if path.endswith("completions") and "messages" not in body:
+        return path, body
+    r = rng.random()
+    if r < 0.15:
+        body |= {
+            "tools": [WEATHER],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        }
+    elif r < 0.25:
+        body |= {"tools": [WEATHER], "tool_choice": "required", "parallel_tool_calls": False}
+    elif r < 0.4:
+        body |= {"tools": [WEATHER]}  # auto: the model may start a call anywhere
+        body["logit_bias"][str(tool)] = 6
+    elif r < 0.55:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": OK_SCHEMA},
+        }
+    return path, body
+
+
+def answer_text(message: dict, body: dict) -> str | None:
+    """The chat answer as generated: the content, or a named tool call's arguments (the
+    raw answer); None where the server re-serialised it (required / auto tool calls)."""
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return message.get("content") or ""
+    if isinstance(body.get("tool_choice"), dict):
+        return "".join(c["function"]["arguments"] for c in calls)
+    return None
+
+
 async def run_one(client: httpx.AsyncClient, path: str, body: dict) -> list[tuple[dict, str]]:
     """(choice with thinking/ids/finish_reason, answer text) for each choice."""
     chat = path.endswith("chat/completions")
     if not body["stream"]:
         r = await client.post(path, json=body)
         r.raise_for_status()
-        return [(c, c["message"]["content"] if chat else c["text"]) for c in r.json()["choices"]]
+        choices = r.json()["choices"]
+        return [(c, answer_text(c["message"], body) if chat else c["text"]) for c in choices]
     texts: dict[int, list[str]] = {}
     finals: dict[int, dict] = {}
     async with client.stream("POST", path, json=body) as r:
@@ -185,25 +154,30 @@ async def run_one(client: httpx.AsyncClient, path: str, body: dict) -> list[tupl
                 raise RuntimeError(chunk["error"]["message"])
             for c in chunk["choices"]:
                 piece = (c["delta"].get("content") if chat else c.get("text")) or ""
+                calls = (c["delta"].get("tool_calls") or []) if chat else []
+                if calls and not isinstance(body.get("tool_choice"), dict):
+                    piece = None  # re-serialised by the server: not comparable
+                else:
+                    piece += "".join(t.get("function", {}).get("arguments") or "" for t in calls)
                 texts.setdefault(c["index"], []).append(piece)
                 if c.get("finish_reason"):
                     finals[c["index"]] = c
-    return [(finals[i], "".join(texts[i])) for i in sorted(finals)]
+    joined = {i: None if None in t else "".join(t) for i, t in texts.items()}
+    return [(finals[i], joined[i]) for i in sorted(finals)]
 
 
-def answer_of(text: str, body: dict) -> str:
-    """The answer part of a raw completion: after the last end delimiter, if thinking was
-    opened (in the prompt or the text); the text itself otherwise."""
-    if "</think>" in text:
-        return text.rsplit("</think>", 1)[1]
-    opened = body["prompt"].rfind("<think>") > body["prompt"].rfind("</think>")
-    return "" if opened or "<think>" in text else text
-
-
-async def run(url: str, n_requests: int, concurrency: int, seed: int, oracle: Oracle, tok: Any,
-              headers: dict | None = None):  # fmt: skip
+async def run(
+    url: str,
+    n_requests: int,
+    concurrency: int,
+    seed: int,
+    oracle: Oracle,
+    tok: Any,
+    maker: Any = make_request,
+    headers: dict | None = None,
+):
     rng = random.Random(seed)
-    jobs = [make_request(rng, tok) for _ in range(n_requests)]
+    jobs = [maker(rng, tok) for _ in range(n_requests)]
     sem = asyncio.Semaphore(concurrency)
     violations: Counter[str] = Counter()
     info: Counter[str] = Counter()
@@ -253,40 +227,75 @@ def histogram(values: list[float]) -> dict[str, int]:
     return out
 
 
+def fixture(args: argparse.Namespace) -> tuple[Path, list[str], Any]:
+    """(model folder, server flags, request maker) of the chosen fixture."""
+    from harness.fixtures import qwen3_model
+    from harness.tiny import ensure_tiny_model, tiny_server_args
+
+    if args.fixture == "tiny":
+        model = Path(args.model) if args.model else ensure_tiny_model()
+        return model, tiny_server_args(model), make_request
+    model = Path(args.model) if args.model else qwen3_model()
+    flags = [
+        "--model",
+        str(model),
+        "--kv-cache-memory-bytes",
+        str(256 << 20),
+        "--max-model-len",
+        "2048",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+        "--structured-outputs-disable-any-whitespace",
+        "--log-level",
+        "warning",
+    ]
+    return model, flags, make_qwen3_request
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", help="model folder (default: the tiny local model)")
+    ap.add_argument(
+        "--fixture",
+        choices=["tiny", "qwen3"],
+        default="tiny",
+        help="qwen3: the real Qwen3 tokenizer, with tools and json_schema",
+    )
     ap.add_argument("--url", help="use a running server instead of starting one")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "exactness.json")
     args = ap.parse_args(argv)
 
     from transformers import AutoTokenizer
 
-    from serve.process import ServerProcess, tiny_server_args
-    from train_fusion.tiny import ensure_tiny_model
+    from thinkbudget.launch import ServerProcess
 
-    model = Path(args.model) if args.model else ensure_tiny_model()
+    model, server_args, maker = fixture(args)
     tok = AutoTokenizer.from_pretrained(model)
     oracle = Oracle.from_tokenizer(tok)
     server = None
     if not args.url:
-        server = ServerProcess(tiny_server_args(model), ROOT / ".cache" / "logs" / "bench-exactness.log")
+        log = ROOT / ".cache" / "logs" / f"bench-exactness-{args.fixture}.log"
+        server = ServerProcess(server_args, log)
     url = args.url or server.url
     t0 = time.monotonic()
     try:
         counts, violations, info, errors, ratios, examples = asyncio.run(
-            run(url, args.requests, args.concurrency, args.seed, oracle, tok)
+            run(url, args.requests, args.concurrency, args.seed, oracle, tok, maker)
         )
     finally:
         if server:
             server.stop()
     result = {
         "bench": "exactness",
-        "command": "python -m bench.exactness " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.exactness "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": str(model),
+        "fixture": args.fixture,
+        "seed": args.seed,
         "requests": args.requests,
         "choices": counts["choices"],
         "cut_choices": counts["cut"],

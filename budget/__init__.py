@@ -3,10 +3,16 @@
 `budget.vllm_adapter` and `budget.hf_adapter` import vLLM / transformers; the rest does not.
 """
 
-from budget.profile import BUILTIN_PROFILES, ProfileError, ProfileSpec, ThinkingProfile
-from budget.state import Action, BudgetParams, BudgetState, Kind
+from thinkbudget.budget.profile import BUILTIN_PROFILES, ProfileError, ProfileSpec, ThinkingProfile
+from thinkbudget.budget.state import Action, BudgetParams, BudgetState, Kind
 
 __all__ = [
-    "BUILTIN_PROFILES", "Action", "BudgetParams", "BudgetState", "Kind",
-    "ProfileError", "ProfileSpec", "ThinkingProfile",
-]  # fmt: skip
+    "BUILTIN_PROFILES",
+    "Action",
+    "BudgetParams",
+    "BudgetState",
+    "Kind",
+    "ProfileError",
+    "ProfileSpec",
+    "ThinkingProfile",
+]

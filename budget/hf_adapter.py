@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessor
 
-from budget.logits import apply_constraints
-from budget.profile import ThinkingProfile
-from budget.state import BudgetParams, BudgetState
+from thinkbudget.budget.logits import apply_constraints
+from thinkbudget.budget.profile import ThinkingProfile
+from thinkbudget.budget.state import BudgetParams, BudgetState
 
 
 class ThinkingBudgetProcessor(LogitsProcessor):
@@ -28,7 +28,9 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         if len(params) != len(prompt_ids):
             raise ValueError("one BudgetParams per prompt row")
         self.end_id = profile.end_id
-        self.states = [BudgetState.for_profile(profile, p, ids) for p, ids in zip(params, prompt_ids)]
+        self.states = [
+            BudgetState.for_profile(profile, p, ids) for p, ids in zip(params, prompt_ids)
+        ]
         self.forced: list[list[bool]] = [[] for _ in self.states]
         self.prompt_len: int | None = None
 
@@ -39,5 +41,5 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             for row, tok in enumerate(input_ids[:, -1].tolist()):
                 _, was_forced = self.states[row].advance(tok)
                 self.forced[row].append(was_forced)
-        rows = [(i, *state.constraint()) for i, state in enumerate(self.states)]
+        rows = [(i, *c) for i, state in enumerate(self.states) for c in state.constraints()]
         return apply_constraints(scores, rows, self.end_id)

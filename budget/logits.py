@@ -1,4 +1,4 @@
-"""Turn per-row constraints from `BudgetState.constraint()` into logits edits.
+"""Turn per-row constraints from `BudgetState.constraints()` into logits edits.
 
 Shared by the vLLM and transformers adapters: a handful of indexed writes per step, grouped
 by action, so the cost grows with the number of constrained rows, never with sequence length.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from budget.state import Action
+from thinkbudget.budget.state import Action
 
 
 def apply_constraints(

@@ -41,6 +41,12 @@ class ProfileSpec:
     # True when the chat template's generation prompt already opens thinking
     # (DeepSeek-R1 style); False when the model writes the start delimiter (Qwen3 style).
     template_opens_thinking: bool = False
+    # Tokens that start an answer even inside thinking (a tool call); those the tokenizer
+    # has as single tokens are used, the rest ignored.
+    answer_starts: tuple[str, ...] = ("<tool_call>",)
+    # vLLM's reasoning parser for this family: structured outputs (response_format, forced
+    # tool calls) constrain only what follows thinking. None: structured outputs refused.
+    vllm_reasoning_parser: str | None = "qwen3"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -50,6 +56,8 @@ class ProfileSpec:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ProfileError(f"unknown thinking profile fields: {sorted(unknown)}")
+        if "answer_starts" in data:
+            data = {**data, "answer_starts": tuple(data["answer_starts"])}
         return cls(**data)
 
     @classmethod
@@ -59,7 +67,12 @@ class ProfileSpec:
 
 BUILTIN_PROFILES: dict[str, ProfileSpec] = {
     "qwen3": ProfileSpec(name="qwen3"),
-    "deepseek-r1": ProfileSpec(name="deepseek-r1", template_opens_thinking=True),
+    "deepseek-r1": ProfileSpec(
+        name="deepseek-r1",
+        template_opens_thinking=True,
+        answer_starts=("<｜tool▁calls▁begin｜>",),
+        vllm_reasoning_parser="deepseek_r1",
+    ),
 }
 
 
@@ -71,6 +84,11 @@ def _single_token(tokenizer: Any, text: str, what: str) -> int:
             f"(it encodes to {len(ids)} tokens): this model cannot honour a thinking budget"
         )
     return ids[0]
+
+
+def _single_tokens(tokenizer: Any, texts: tuple[str, ...]) -> tuple[int, ...]:
+    ids = (tokenizer.encode(t, add_special_tokens=False) for t in texts)
+    return tuple(i[0] for i in ids if len(i) == 1)
 
 
 def _boundary_ids(tokenizer: Any) -> frozenset[int]:
@@ -92,6 +110,7 @@ class ThinkingProfile:
     separator_ids: tuple[int, ...]
     termination_ids: tuple[int, ...]  # the default cut: text + end + separator
     extension_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]  # the answer_starts the tokenizer has as single tokens
     boundary_ids: frozenset[int] = field(repr=False)
     tokenizer: Any = field(repr=False, compare=False)
 
@@ -116,19 +135,23 @@ class ThinkingProfile:
             separator_ids=sep,
             termination_ids=(),
             extension_ids=ext,
+            answer_ids=_single_tokens(tokenizer, spec.answer_starts),
             boundary_ids=_boundary_ids(tokenizer),
             tokenizer=tokenizer,
         )
         return replace(profile, termination_ids=profile.cut_sequence(spec.termination_text))
 
-    def cut_sequence(self, termination_text: str | None = None) -> tuple[int, ...]:
+    def cut_sequence(
+        self, termination_text: str | None = None, separator: bool = True
+    ) -> tuple[int, ...]:
         """Token ids forced on a cut: `termination_text` (profile default if None), the end
-        delimiter, then the answer separator. An empty text gives a hard cut."""
+        delimiter, then the answer separator (left to the model when `separator` is False,
+        e.g. when a grammar constrains the answer). An empty text gives a hard cut."""
         text = self.spec.termination_text if termination_text is None else termination_text
         ids = tuple(self.tokenizer.encode(text, add_special_tokens=False)) if text else ()
         if self.start_id in ids or self.end_id in ids:
             raise ProfileError("the termination text must not contain a thinking delimiter")
-        return ids + (self.end_id,) + self.separator_ids
+        return ids + (self.end_id,) + (self.separator_ids if separator else ())
 
 
 def detect_spec(tokenizer: Any, model_dir: str | Path | None = None) -> ProfileSpec | None:

@@ -1,6 +1,6 @@
 """The per-request thinking-budget state machine: plain ints in, what to force out.
 
-One `BudgetState` per sequence. The engine adapter asks `constraint()` before each sampling
+One `BudgetState` per sequence. The engine adapter asks `constraints()` before each sampling
 step and reports the emitted token with `advance(token)`. Every decision depends only on the
 prompt and the emitted token stream, so a second copy fed the same tokens (the server's
 mirror, which labels reasoning / content / forced tokens) reaches the same state.
@@ -23,6 +23,11 @@ Semantics (budget B, cut window W, minimum thinking M):
 - Only thinking still open at the end of the prompt counts; closed blocks are history. With
   B = 0 and a prompt whose last delimiter closes thinking (a no_think template pre-fill),
   the start delimiter is banned from the first step.
+- Outside thinking an end delimiter means nothing, so it is banned there (a stray `</think>`
+  in an answer would otherwise read as a second cut).
+- An answer-start token (`answer_ids`, e.g. `<tool_call>`) sampled inside thinking ends the
+  thinking: the tool call is the answer, so a cut can never land inside it. Once an answer
+  has started with one, thinking cannot re-open.
 
 Each call costs O(1) in the sequence length; the prompt is scanned once, from its end.
 """
@@ -49,9 +54,6 @@ class Kind(IntEnum):
     DELIMITER = 2  # a thinking delimiter: in neither the reasoning text nor the content
 
 
-NO_TOKEN = -1
-
-
 @dataclass(frozen=True)
 class BudgetParams:
     """Per-request budget settings, already resolved to token ids by the caller."""
@@ -61,6 +63,7 @@ class BudgetParams:
     min_thinking: int = 0
     cut_ids: tuple[int, ...] = ()  # forced on a cut: termination text + end + separator
     extension_ids: tuple[int, ...] = ()
+    answer_ids: tuple[int, ...] = ()  # tokens that start the answer (a tool call) anywhere
 
     def __post_init__(self) -> None:
         for name in ("budget", "cut_window", "min_thinking"):
@@ -84,6 +87,7 @@ class BudgetParams:
             "min_thinking": self.min_thinking,
             "cut_ids": list(self.cut_ids),
             "extension_ids": list(self.extension_ids),
+            "answer_ids": list(self.answer_ids),
         }
 
     @classmethod
@@ -94,15 +98,33 @@ class BudgetParams:
             min_thinking=data["min_thinking"],
             cut_ids=tuple(data["cut_ids"]),
             extension_ids=tuple(data["extension_ids"]),
+            answer_ids=tuple(data.get("answer_ids", ())),
         )
 
 
 class BudgetState:
     __slots__ = (
-        "start_id", "end_id", "boundary_ids", "budget", "window", "min_thinking",
-        "cut_ids", "ext_ids", "thinking", "used", "prompt_thinking", "model_thinking",
-        "forced", "cut", "no_reopen", "queue", "queue_counts", "diverged",
-    )  # fmt: skip
+        "answer_ids",
+        "boundary_ids",
+        "budget",
+        "cut",
+        "cut_ids",
+        "diverged",
+        "end_id",
+        "ext_ids",
+        "forced",
+        "min_thinking",
+        "model_thinking",
+        "no_reopen",
+        "outside",
+        "prompt_thinking",
+        "queue",
+        "queue_counts",
+        "start_id",
+        "thinking",
+        "used",
+        "window",
+    )
 
     def __init__(
         self,
@@ -118,6 +140,7 @@ class BudgetState:
         self.budget, self.window = params.budget, params.cut_window
         self.min_thinking = params.min_thinking
         self.cut_ids, self.ext_ids = params.cut_ids, params.extension_ids
+        self.answer_ids = frozenset(params.answer_ids)
         self.thinking = False
         self.prompt_thinking = 0
         closed_in_prompt = False
@@ -137,6 +160,7 @@ class BudgetState:
         self.queue: deque[int] = deque()
         self.queue_counts = False  # whether the queued tokens consume budget (extension)
         self.diverged = 0  # forced tokens the engine did not emit (should stay 0)
+        self._set_outside()
         self._maybe_cut(boundary=False)
 
     @classmethod
@@ -161,17 +185,20 @@ class BudgetState:
             and (self.budget is None or self.budget - self.used >= len(self.ext_ids))
         )
 
-    def constraint(self) -> tuple[Action, int]:
-        """What the next sampled token must obey."""
+    def constraints(self) -> tuple[tuple[Action, int], ...]:
+        """What the next sampled token must obey: (action, token) pairs, often none."""
         if self.queue:
-            return Action.FORCE, self.queue[0]
+            return ((Action.FORCE, self.queue[0]),)
         if self._redirecting():
             if self.ext_ids:
-                return Action.REDIRECT, self.ext_ids[0]
-            return Action.BAN, self.end_id
-        if not self.thinking and self.no_reopen:
-            return Action.BAN, self.start_id
-        return Action.FREE, NO_TOKEN
+                return ((Action.REDIRECT, self.ext_ids[0]),)
+            return ((Action.BAN, self.end_id),)
+        return () if self.thinking else self.outside
+
+    def _set_outside(self) -> None:
+        """The bans outside thinking (cached: they change only when `no_reopen` does)."""
+        bans = ((Action.BAN, self.end_id),)
+        self.outside = ((Action.BAN, self.start_id), *bans) if self.no_reopen else bans
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -194,11 +221,15 @@ class BudgetState:
                 self.thinking = True
                 self._maybe_cut(boundary=False)
                 return Kind.DELIMITER, False
+            if tok in self.answer_ids and not self.no_reopen:
+                self._close(reopen=False)
             return (Kind.DELIMITER if tok == self.end_id else Kind.CONTENT), False
         if tok == self.end_id:
-            self.thinking = False
-            self.no_reopen = self.budget is not None and self.used >= self.budget
+            self._close(reopen=self.budget is None or self.used < self.budget)
             return Kind.DELIMITER, False
+        if tok in self.answer_ids:  # a tool call started inside thinking: it is the answer
+            self._close(reopen=False)
+            return Kind.CONTENT, False
         if self.ext_ids and tok == self.ext_ids[0] and self._redirecting():
             self.forced += 1
             self.used += 1
@@ -211,14 +242,18 @@ class BudgetState:
         self._maybe_cut(boundary=tok in self.boundary_ids)
         return (Kind.DELIMITER if tok == self.start_id else Kind.REASONING), False
 
+    def _close(self, reopen: bool) -> None:
+        self.thinking = False
+        self.no_reopen = not reopen
+        self._set_outside()
+
     def _advance_forced(self, tok: int) -> Kind:
         self.queue.popleft()
         self.forced += 1
         if not self.thinking:
             return Kind.CONTENT  # the answer separator after a forced end
         if tok == self.end_id:  # a hard cut's first forced token, or a cut's last
-            self.thinking = False
-            self.no_reopen = True
+            self._close(reopen=False)
             self.cut = True
             return Kind.DELIMITER
         if self.queue_counts:

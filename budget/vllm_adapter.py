@@ -25,9 +25,9 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
-from budget.logits import apply_constraints
-from budget.profile import ProfileSpec, ThinkingProfile, detect_spec
-from budget.state import Action, BudgetParams, BudgetState
+from thinkbudget.budget.logits import apply_constraints
+from thinkbudget.budget.profile import ProfileSpec, ThinkingProfile, detect_spec
+from thinkbudget.budget.state import Action, BudgetParams, BudgetState
 
 EXTRA_ARGS_KEY = "thinkbudget"
 SPLICE_KEY = "thinkbudget_splice"
@@ -35,7 +35,7 @@ CONFIG_KEY = "thinkbudget_profile"
 
 
 class _Row:
-    __slots__ = ("state", "out", "seen", "splice")
+    __slots__ = ("out", "seen", "splice", "state")
 
     def __init__(self, state: BudgetState, out: list[int], splice: int | None) -> None:
         self.state, self.out, self.seen, self.splice = state, out, 0, splice
@@ -104,5 +104,5 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
             if row.splice is not None and state.cut_pending:
                 constraints.append((index, Action.FORCE, row.splice))
             else:
-                constraints.append((index, *state.constraint()))
+                constraints.extend((index, *c) for c in state.constraints())
         return apply_constraints(logits, constraints, self.profile.end_id)

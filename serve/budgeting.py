@@ -1,40 +1,26 @@
-"""From a request's thinking fields to `BudgetParams`, or a 400 that says what to fix.
+"""From a request's thinking fields to `ThinkingSettings` (resolved by `budget.resolve`).
 
-Two stages. `plan_thinking` runs before tokenisation: it merges the budget aliases (a
-conflict is an error), applies the switches (`enable_thinking`, Anthropic's `thinking`,
-`reasoning_effort`; an explicit budget wins over an effort level) and the server default.
-`budget_params` runs once the prompt length is known: it clamps the budget so that the
-termination text and an answer reserve still fit in `max_tokens` (or the context left), even
-when the request set no budget, so thinking can never eat the whole answer.
+`plan_thinking` runs before tokenisation: it merges the budget aliases (a conflict is an
+error), applies the switches (`enable_thinking`, Anthropic's `thinking`, `reasoning_effort`;
+an explicit budget wins over an effort level) and the server default. The clamp to
+`max_tokens` happens once the prompt length is known, in `thinkbudget.budget.resolve`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from budget.profile import ThinkingProfile
-from budget.state import BudgetParams
-from serve.protocol import ThinkingFields
+from thinkbudget.budget.profile import ThinkingProfile
+from thinkbudget.budget.resolve import BudgetError, ThinkingMode, ThinkingSettings
+from thinkbudget.serve.protocol import ThinkingFields
 
-UNLIMITED = -1
-DEFAULT_EFFORT_BUDGETS = {"minimal": 256, "low": 1024, "medium": 4096, "high": UNLIMITED}
+UNLIMITED = -1  # the API's spelling of "no budget" (vLLM's, Gemini's); None inside
 
 
 class RequestError(Exception):
     def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
         super().__init__(message)
         self.message, self.param, self.status = message, param, status
-
-
-@dataclass(frozen=True)
-class ThinkingPlan:
-    mode: str  # "none" (model cannot think) | "disabled" | "unlimited" | "budget"
-    enable_thinking: bool | None  # passed to the chat template when not None
-    budget: int | None = None  # requested (None = unlimited)
-    cut_window: int = 0
-    min_thinking: int = 0
-    termination_text: str | None = None
 
 
 def _budget_value(name: str, value: int, max_model_len: int) -> int | None:
@@ -96,6 +82,22 @@ def _enable_switch(req: ThinkingFields, template_kwargs: Mapping | None) -> bool
     return next(iter(switches.values()), None)
 
 
+def _refuse_without_profile(
+    req: ThinkingFields, enable: bool | None, effort: str | None, has_budget: bool, asked: list[str]
+) -> None:
+    wants = asked + (["a thinking budget"] if has_budget else [])
+    if enable:
+        wants.append("enable_thinking=true")
+    if effort not in (None, "none"):
+        wants.append(f"reasoning_effort={effort}")
+    if wants:
+        raise RequestError(
+            f"this model has no thinking delimiters, so {', '.join(wants)} cannot be "
+            "honoured; remove it or serve a model with a thinking profile",
+            asked[0] if asked else None,
+        )
+
+
 def plan_thinking(
     req: ThinkingFields,
     profile: ThinkingProfile | None,
@@ -105,7 +107,8 @@ def plan_thinking(
     default_budget: int | None,
     reasoning_effort: str | None = None,
     template_kwargs: Mapping | None = None,
-) -> ThinkingPlan:
+) -> tuple[ThinkingSettings, bool | None]:
+    """(the settings to resolve, the `enable_thinking` to pass to the chat template)."""
     has_budget, budget = _requested_budget(req, max_model_len)
     enable = _enable_switch(req, template_kwargs)
     extras = {
@@ -115,19 +118,8 @@ def plan_thinking(
     }
     asked = [k for k, v in extras.items() if v is not None]
     if profile is None:
-        wants = asked + (["a thinking budget"] if has_budget else [])
-        if enable:
-            wants.append("enable_thinking=true")
-        if reasoning_effort not in (None, "none"):
-            wants.append(f"reasoning_effort={reasoning_effort}")
-        if wants:
-            raise RequestError(
-                f"this model has no thinking delimiters, so {', '.join(wants)} cannot be "
-                "honoured; remove it or serve a model with a thinking profile",
-                asked[0] if asked else None,
-            )
-        return ThinkingPlan(mode="none", enable_thinking=enable)
-
+        _refuse_without_profile(req, enable, reasoning_effort, has_budget, asked)
+        return ThinkingSettings(ThinkingMode.NONE), enable
     if reasoning_effort == "none":
         if enable:
             raise RequestError(
@@ -142,82 +134,22 @@ def plan_thinking(
             )
         if asked:
             raise RequestError(f"{asked[0]} has no effect when thinking is disabled", asked[0])
-        return ThinkingPlan(mode="disabled", enable_thinking=False, budget=0)
-
+        return ThinkingSettings(ThinkingMode.DISABLED), False
     if not has_budget:
-        if reasoning_effort is not None:
-            budget = _budget_value("reasoning_effort", effort_budgets[reasoning_effort], 1 << 62)
-        elif default_budget is not None:
-            budget = _budget_value("default budget", default_budget, 1 << 62)
+        level = effort_budgets.get(reasoning_effort) if reasoning_effort else default_budget
+        budget = None if level in (None, UNLIMITED) else level
     for name in ("thinking_cut_window", "min_thinking_tokens"):
         if (v := extras[name]) is not None and v < 0:
             raise RequestError(f"{name} must be >= 0, got {v}", name)
-    minimum = req.min_thinking_tokens or 0
-    if budget is not None and minimum > budget:
-        raise RequestError(
-            f"min_thinking_tokens={minimum} exceeds the thinking budget of {budget}",
-            "min_thinking_tokens",
+    try:
+        settings = ThinkingSettings(
+            ThinkingMode.UNLIMITED if budget is None else ThinkingMode.BUDGET,
+            budget=budget,
+            cut_window=req.thinking_cut_window or 0,
+            min_thinking=req.min_thinking_tokens or 0,
+            termination_text=req.termination_text,
+            explicit=has_budget,
         )
-    return ThinkingPlan(
-        mode="unlimited" if budget is None else "budget",
-        enable_thinking=enable,
-        budget=budget,
-        cut_window=req.thinking_cut_window or 0,
-        min_thinking=minimum,
-        termination_text=req.termination_text,
-    )
-
-
-def budget_params(
-    plan: ThinkingPlan,
-    profile: ThinkingProfile | None,
-    *,
-    prompt_len: int,
-    max_tokens: int | None,
-    max_model_len: int,
-    answer_reserve: int,
-) -> tuple[BudgetParams | None, int | None, int]:
-    """(params for the engine or None, the clamped budget to report, max_tokens to use)."""
-    room = max_model_len - prompt_len
-    if room <= 0:
-        raise RequestError(
-            f"the prompt is {prompt_len} tokens; the model's context is {max_model_len}",
-            "messages",
-        )
-    if max_tokens is None:
-        max_tokens = room
-    elif max_tokens < 1:
-        raise RequestError(f"max_tokens must be >= 1, got {max_tokens}", "max_tokens")
-    elif max_tokens > room:
-        raise RequestError(
-            f"max_tokens={max_tokens} plus the prompt's {prompt_len} tokens exceeds the "
-            f"model's context of {max_model_len}; lower max_tokens to {room} or less",
-            "max_tokens",
-        )
-    if plan.mode == "none" or profile is None:
-        return None, None, max_tokens
-    if plan.mode == "disabled":
-        hard = profile.cut_sequence("")
-        return BudgetParams(0, 0, 0, hard, ()), 0, max_tokens
-    cut_ids = profile.cut_sequence(plan.termination_text)
-    # The open delimiter (if the model writes it), the cut, and the reserve must fit.
-    fit = max_tokens - 1 - len(cut_ids) - answer_reserve
-    if fit < 0:
-        raise RequestError(
-            f"max_tokens={max_tokens} leaves no room to think: the termination text takes "
-            f"{len(cut_ids)} tokens and {answer_reserve} are reserved for the answer; raise "
-            f"max_tokens to at least {max_tokens - fit} or disable thinking "
-            "(enable_thinking=false)",
-            "max_tokens",
-        )
-    budget = fit if plan.budget is None else min(plan.budget, fit)
-    if plan.min_thinking > budget:
-        raise RequestError(
-            f"min_thinking_tokens={plan.min_thinking} does not fit: max_tokens={max_tokens} "
-            f"allows at most {budget} thinking tokens",
-            "min_thinking_tokens",
-        )
-    params = BudgetParams(
-        budget, plan.cut_window, plan.min_thinking, cut_ids, profile.extension_ids
-    )
-    return params, budget, max_tokens
+    except BudgetError as exc:
+        raise RequestError(exc.message, exc.param) from None
+    return settings, enable

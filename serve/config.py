@@ -1,47 +1,117 @@
-"""The server's one configuration dataclass (filled from `thinkbudget serve` flags)."""
+"""The server's one configuration dataclass: `thinkbudget serve`'s flags (and an optional YAML
+file, `--config`) are derived from it by `thinkbudget.budget.config`."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
-from serve.budgeting import DEFAULT_EFFORT_BUDGETS
+from thinkbudget.budget.config import ConfigError, option
+
+DEFAULT_EFFORT_BUDGETS = {"minimal": 256, "low": 1024, "medium": 4096, "high": -1}
+
+
+def parse_efforts(value: str | dict) -> dict[str, int]:
+    """`low=1024,medium=4096,high=-1` (or a mapping) over the default table."""
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else (item.partition("=")[::2] for item in filter(None, str(value).split(",")))
+    )
+    table = dict(DEFAULT_EFFORT_BUDGETS)
+    for name, raw in items:
+        text = str(raw)
+        if name not in table or not text.lstrip("-").isdigit() or int(text) < -1:
+            raise ConfigError(
+                f"bad effort budget {name}={raw}: use minimal=N,low=N,medium=N,high=N "
+                "(N >= 0, or -1 for unlimited)"
+            )
+        table[name] = int(text)
+    return table
 
 
 @dataclass
 class ServerConfig:
-    model: str
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = field(default=None, repr=False)
-    served_model_name: str | None = None
-    max_model_len: int | None = None
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
-    kv_cache_memory_bytes: int | None = None  # CPU default: 1 GiB
-    dtype: str = "auto"
-    # "auto" (model folder's thinking_profile.json, else the chat template), a built-in
-    # name ("qwen3", "deepseek-r1"), a path to a profile JSON, or "none".
-    thinking_profile: str = "auto"
-    reasoning_effort_budgets: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_EFFORT_BUDGETS)
+    model: str | None = option(
+        None, help="model folder or hub id (default: the demo model of this checkout)"
     )
-    default_thinking_budget: int | None = None
-    answer_reserve: int = 32
-    # How a cut reaches the engine: "splice" ends the engine request at the cut and
-    # continues it with the termination text as prompt (one prefill step; n = 1 requests),
-    # "force" makes the engine emit the termination text token by token.
-    cut_mode: str = "splice"
-    max_n: int = 16
-    max_pending: int = 512  # generation requests in flight; more get a 429
-    max_body_bytes: int = 4 << 20
-    enable_prefix_caching: bool = True
-    cors_origins: list[str] = field(default_factory=list)
+    host: str = option("127.0.0.1", help="address to listen on")
+    port: int = option(8000, help="port to listen on")
+    api_key: str | None = option(
+        None, secret=True, help="require 'Authorization: Bearer KEY' (or THINKBUDGET_API_KEY)"
+    )
+    served_model_name: str | None = option(None, help="model name in the API (default: --model)")
+    max_model_len: int | None = option(None, help="context length (default: the model's)")
+    tensor_parallel_size: int = option(1, help="GPUs one model is split over (vLLM)")
+    data_parallel_size: int = option(1, help="engine replicas behind the server (vLLM)")
+    kv_cache_memory_bytes: int | None = option(
+        None, help="KV cache size in bytes (CPU default: 1 GiB)"
+    )
+    dtype: str = option("auto", help="weights and activations dtype (vLLM's --dtype)")
+    thinking_profile: str = option(
+        "auto",
+        help="auto (the model's thinking_profile.json, else its chat template) | a built-in "
+        "name (qwen3, deepseek-r1) | PATH.json | none",
+    )
+    reasoning_effort_budgets: str | dict = option(
+        "",
+        help="thinking budgets per reasoning_effort over the defaults "
+        f"{DEFAULT_EFFORT_BUDGETS}, e.g. low=1024,medium=4096,high=-1 (-1 = unlimited)",
+    )
+    default_thinking_budget: int = option(
+        -1, help="budget for requests that set none (-1 = unlimited)"
+    )
+    answer_reserve: int = option(32, help="answer tokens kept free of thinking within max_tokens")
+    cut_mode: Literal["splice", "force"] = option(
+        "splice",
+        help="splice: end the engine request at a cut and continue it with the termination "
+        "text prefilled (one step); force: the engine emits the termination text token by token",
+    )
+    tool_call_parser: str | None = option(
+        None, help="vLLM tool parser for tool_choice auto (hermes for Qwen3), as vllm serve's"
+    )
+    enable_auto_tool_choice: bool = option(
+        False, help="let the model decide when to call tools (tool_choice auto), as vllm serve's"
+    )
+    structured_outputs_disable_any_whitespace: bool = option(
+        False, help="JSON answers (response_format, forced tool calls) without whitespace"
+    )
+    allow_control_tokens_in_messages: bool = option(
+        False,
+        help="tokenise message contents as vLLM does, so that text spelling a control token "
+        "(<|im_start|>, <think>) becomes that token; off: contents are always text",
+    )
+    max_n: int = option(16, help="largest n a request may ask for")
+    max_pending: int = option(512, help="generation requests in flight before new ones get a 429")
+    max_body_bytes: int = option(4 << 20, help="requests with a larger body get a 413")
+    enable_prefix_caching: bool = option(True, help="vLLM prefix caching (splice mode uses it)")
+    cors_origins: list[str] = option(
+        default_factory=list, help="origins allowed by CORS, e.g. [https://a.example]"
+    )
+    graceful_shutdown_s: float = option(
+        30.0, help="on SIGTERM, how long in-flight requests may run before they are aborted"
+    )
+    log_level: str = option("info", help="debug | info | warning | error")
 
     def __post_init__(self) -> None:
         if self.api_key is None:
             self.api_key = os.environ.get("THINKBUDGET_API_KEY") or None
+        self.reasoning_effort_budgets = parse_efforts(self.reasoning_effort_budgets)
+        if self.default_thinking_budget < -1:
+            raise ConfigError("--default-thinking-budget must be >= 0, or -1 for unlimited")
+        for name in ("answer_reserve", "max_pending", "max_body_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.max_n < 1:
+            raise ConfigError("--max-n must be >= 1")
+        if self.enable_auto_tool_choice and not self.tool_call_parser:
+            raise ConfigError("--enable-auto-tool-choice requires --tool-call-parser")
 
     @property
     def model_name(self) -> str:
-        return self.served_model_name or self.model
+        return self.served_model_name or self.model or "model"
+
+    @property
+    def default_budget(self) -> int | None:
+        return None if self.default_thinking_budget == -1 else self.default_thinking_budget

@@ -13,42 +13,58 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
-            "thinkbudget_requests", "Finished requests by endpoint, thinking mode and outcome",
-            ["endpoint", "mode", "outcome"], registry=r,
-        )  # fmt: skip
-        self.thinking_tokens = Histogram(
-            "thinkbudget_thinking_tokens", "Thinking tokens the model generated, per choice",
-            buckets=TOKEN_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.answer_tokens = Histogram(
-            "thinkbudget_answer_tokens", "Answer (content) tokens, per choice",
-            buckets=TOKEN_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.forced_tokens = Counter(
-            "thinkbudget_forced_tokens", "Tokens forced by the server (termination, extension)",
+            "thinkbudget_requests",
+            "Finished requests by endpoint, thinking mode and outcome",
+            ["endpoint", "mode", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
+        self.thinking_tokens = Histogram(
+            "thinkbudget_thinking_tokens",
+            "Thinking tokens the model generated, per choice",
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.answer_tokens = Histogram(
+            "thinkbudget_answer_tokens",
+            "Answer (content) tokens, per choice",
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.forced_tokens = Counter(
+            "thinkbudget_forced_tokens",
+            "Tokens forced by the server (termination, extension)",
+            registry=r,
+        )
         self.cuts = Counter("thinkbudget_budget_cuts", "Choices whose thinking was cut", registry=r)
         self.utilisation = Histogram(
-            "thinkbudget_budget_utilisation", "Thinking tokens / effective budget, per choice",
-            buckets=RATIO_BUCKETS, registry=r,
-        )  # fmt: skip
+            "thinkbudget_budget_utilisation",
+            "Thinking tokens / effective budget, per choice",
+            buckets=RATIO_BUCKETS,
+            registry=r,
+        )
         self.ttft = Histogram(
-            "thinkbudget_time_to_first_token_seconds", "Arrival to first generated token",
-            buckets=TIME_BUCKETS, registry=r,
-        )  # fmt: skip
+            "thinkbudget_time_to_first_token_seconds",
+            "Arrival to first generated token",
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
         self.ttfa = Histogram(
             "thinkbudget_time_to_first_answer_token_seconds",
-            "Arrival to first answer (content) token", buckets=TIME_BUCKETS, registry=r,
-        )  # fmt: skip
+            "Arrival to first answer (content) token",
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
         self.latency = Histogram(
-            "thinkbudget_request_latency_seconds", "Arrival to last token",
-            buckets=TIME_BUCKETS, registry=r,
-        )  # fmt: skip
+            "thinkbudget_request_latency_seconds",
+            "Arrival to last token",
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge(
             "thinkbudget_requests_in_flight", "Requests being generated", registry=r
         )
         self.engine_requests = Gauge(
             "thinkbudget_engine_unfinished_requests",
-            "Requests the engine still holds (read at scrape time)", registry=r,
-        )  # fmt: skip
+            "Requests the engine still holds (read at scrape time)",
+            registry=r,
+        )

@@ -11,8 +11,13 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               413: "invalid_request_error", 429: "rate_limit_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
@@ -88,11 +93,17 @@ class AdmissionLimit:
         self.app, self.limit, self.active = app, limit, 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/v1/"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].startswith("/v1/")
+        ):
             await self.app(scope, receive, send)
             return
         if self.active >= self.limit:
-            busy = error_response(429, f"the server has {self.limit} requests in flight; retry later")
+            busy = error_response(
+                429, f"the server has {self.limit} requests in flight; retry later"
+            )
             busy.headers["Retry-After"] = "1"
             await busy(scope, receive, send)
             return

@@ -1,8 +1,9 @@
 """Request and response models of the OpenAI-compatible API.
 
-Fields follow OpenAI's order; what OpenAI does not define is fenced under a comment. Requests
-forbid unknown fields (a misspelt budget field is a 400, never silently ignored) and take
-integers strictly (`true` or `1.5` as a budget is a 400).
+Requests accept fields they do not define, as vLLM's server does (the routes report them in a
+header, and refuse unknown fields that look like thinking fields: a misspelt budget is a 400,
+never silently ignored). Budgets are strict integers (`true` or `1.5` as a budget is a 400).
+Fields under `/docs` carry their descriptions.
 """
 
 from __future__ import annotations
@@ -19,26 +20,32 @@ class _Strict(BaseModel):
 
 # ---------------------------------------------------------------------------------------------
 # Requests
-class TextPart(BaseModel):
+class _Open(BaseModel):
+    """Accepts fields it does not define (as vLLM's server does); the routes name them in the
+    `x-thinkbudget-ignored-fields` header, and refuse those that look like thinking fields."""
+
     model_config = ConfigDict(extra="allow")
-    type: Literal["text"]
-    text: StrictStr
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_call_id, refusal...: not templated
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[TextPart] | None = None
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: StrictStr | list[dict[str, Any]] | None = Field(
+        None, description="text, or text parts ({type: text, text}); null with tool_calls"
+    )
 
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+    def template_dict(self) -> dict[str, Any]:
+        """The message as the chat template sees it (text parts joined)."""
+        out = self.model_dump(exclude_none=True)
+        out["content"] = self.content or ""  # templates read it as text (vLLM's "string" format)
+        if isinstance(self.content, list):
+            texts = [p.get("text") for p in self.content if p.get("type") == "text"]
+            if len(texts) != len(self.content) or not all(isinstance(t, str) for t in texts):
+                raise ValueError("only text content parts are supported by a text model")
+            out["content"] = "".join(texts)
+        return out
 
 
-class StreamOptions(_Strict):
+class StreamOptions(_Open):
     include_usage: StrictBool = False
 
 
@@ -47,81 +54,116 @@ class AnthropicThinking(_Strict):
     budget_tokens: StrictInt | None = None
 
 
+class FunctionDef(_Open):
+    name: StrictStr
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Open):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedToolChoice(_Open):
+    type: Literal["function"] = "function"
+    function: dict[str, StrictStr] = Field(description="{name: the tool to call}")
+
+
+class ResponseFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = Field(
+        None, description="{name, schema, strict}: the answer must match `schema`"
+    )
+
+
 Stop = StrictStr | Annotated[list[StrictStr], Field(max_length=16)] | None
-Effort = Literal["none", "minimal", "low", "medium", "high"]
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]  # vLLM rejects 0
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+Bias = dict[str, Annotated[float, Field(ge=-100, le=100)]] | None
 
 
-class ThinkingFields(_Strict):
-    """The budget fields shared by both endpoints (not OpenAI's)."""
+class ThinkingFields(_Open):
+    """The budget fields shared by both endpoints (thinkbudget's own, and their aliases)."""
 
-    thinking_budget: StrictInt | None = None
-    thinking_token_budget: StrictInt | None = None  # vLLM's name
-    max_thinking_tokens: StrictInt | None = None  # NVIDIA NIM's name
-    thinking: AnthropicThinking | None = None  # Anthropic's shape
-    thinking_cut_window: StrictInt | None = None
-    min_thinking_tokens: StrictInt | None = None
-    termination_text: StrictStr | None = None
+    thinking_budget: StrictInt | None = Field(
+        None, description="max thinking tokens the model may generate; -1 or absent: unlimited"
+    )
+    thinking_token_budget: StrictInt | None = Field(None, description="vLLM's name for it")
+    max_thinking_tokens: StrictInt | None = Field(None, description="NVIDIA NIM's name for it")
+    thinking: AnthropicThinking | None = Field(
+        None, description="Anthropic's shape: {type: enabled, budget_tokens} or {type: disabled}"
+    )
+    thinking_cut_window: StrictInt | None = Field(
+        None, description="W: from budget - W on, cut at the first line or sentence end"
+    )
+    min_thinking_tokens: StrictInt | None = Field(
+        None, description="an end of thinking before this many tokens becomes 'Wait,'"
+    )
+    termination_text: StrictStr | None = Field(
+        None, description="forced at a cut before the end delimiter; '' gives a hard cut"
+    )
 
 
-class ChatCompletionRequest(ThinkingFields):
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+class SamplingFields(ThinkingFields):
     model: StrictStr | None = None
     frequency_penalty: Penalty = 0.0
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logit_bias: Bias = Field(None, description="token id (as a string) -> bias")
+    n: StrictInt = 1
+    presence_penalty: Penalty = 0.0
+    seed: StrictInt | None = None
+    stop: Stop = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: TopP | None = None
+    user: StrictStr | None = None
+    # -- vLLM's sampling extras ----------------------------------------------------------
+    top_k: StrictInt | None = None
+    min_p: Probability | None = None
+    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
+    min_tokens: Annotated[StrictInt, Field(ge=0)] = 0
+    ignore_eos: StrictBool = False
+    stop_token_ids: list[StrictInt] | None = None
+    return_token_ids: StrictBool = Field(False, description="return prompt and output token ids")
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
     logprobs: StrictBool = False
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     max_completion_tokens: StrictInt | None = None
     max_tokens: StrictInt | None = None
-    metadata: dict[str, StrictStr] | None = None
-    n: StrictInt = 1
-    presence_penalty: Penalty = 0.0
-    reasoning_effort: Effort | None = None
-    seed: StrictInt | None = None
-    service_tier: StrictStr | None = None
-    stop: Stop = None
-    store: StrictBool | None = None
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
-    top_p: TopP | None = None
-    user: StrictStr | None = None
-    # -- not OpenAI's: vLLM sampling extras ----------------------------------------------
-    top_k: StrictInt | None = None
-    min_p: Probability | None = None
-    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
-    # -- not OpenAI's: thinking switches (budget fields come from ThinkingFields) --------
-    enable_thinking: StrictBool | None = None
+    reasoning_effort: Effort | None = Field(
+        None, description="none disables thinking; other levels map to the server's budgets"
+    )
+    response_format: ResponseFormat | None = Field(
+        None, description="constrains the answer (after thinking) to JSON / a JSON schema"
+    )
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    # -- not OpenAI's: templating --------------------------------------------------------
+    enable_thinking: StrictBool | None = Field(None, description="the chat template's switch")
     chat_template_kwargs: dict[str, Any] | None = None
-    # -- not OpenAI's: return prompt and completion token ids (as vLLM's field) ----------
-    return_token_ids: StrictBool = False
+    add_generation_prompt: StrictBool = True
+    continue_final_message: StrictBool = Field(
+        False, description="continue the last (assistant) message instead of a new turn"
+    )
 
 
-class CompletionRequest(ThinkingFields):
-    model: StrictStr | None = None
-    prompt: StrictStr | Annotated[list[StrictInt], Field(min_length=1)]
+class CompletionRequest(SamplingFields):
+    prompt: (
+        StrictStr
+        | Annotated[list[StrictInt], Field(min_length=1)]
+        | Annotated[list[StrictStr], Field(min_length=1)]
+        | Annotated[list[Annotated[list[StrictInt], Field(min_length=1)]], Field(min_length=1)]
+    ) = Field(description="text, token ids, or a list of either (one choice set per prompt)")
     echo: StrictBool = False
-    frequency_penalty: Penalty = 0.0
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     max_tokens: StrictInt | None = 16
-    n: StrictInt = 1
-    presence_penalty: Penalty = 0.0
-    seed: StrictInt | None = None
-    stop: Stop = None
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_p: TopP | None = None
-    user: StrictStr | None = None
-    # -- not OpenAI's: vLLM sampling extras ----------------------------------------------
-    top_k: StrictInt | None = None
-    min_p: Probability | None = None
-    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
-    # -- not OpenAI's: return prompt and completion token ids (as vLLM's field) ----------
-    return_token_ids: StrictBool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,9 +188,21 @@ class Usage(BaseModel):
     completion_tokens_details: CompletionTokensDetails
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
     # -- not OpenAI's: the reasoning text under DeepSeek/Qwen's and vLLM's names ----------
     reasoning_content: str | None = None
     reasoning: str | None = None
@@ -157,7 +211,9 @@ class ResponseMessage(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: ResponseMessage
-    logprobs: None = None  # logprobs are not supported yet (requests asking get a 400)
+    logprobs: dict[str, Any] | None = Field(
+        None, description="{content: [...], reasoning: [...]}; forced tokens: forced: true"
+    )
     finish_reason: str | None
     # -- not OpenAI's --
     thinking: ThinkingStats | None = None
@@ -177,6 +233,7 @@ class ChatCompletion(BaseModel):
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
     # -- not OpenAI's --
     reasoning_content: str | None = None
     reasoning: str | None = None
@@ -185,7 +242,7 @@ class DeltaMessage(BaseModel):
 class ChunkChoice(BaseModel):
     index: int
     delta: DeltaMessage
-    logprobs: None = None  # logprobs are not supported yet (requests asking get a 400)
+    logprobs: dict[str, Any] | None = None
     finish_reason: str | None = None
     # -- not OpenAI's: sent with the choice's last chunk --
     thinking: ThinkingStats | None = None
@@ -205,7 +262,7 @@ class ChatCompletionChunk(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
     finish_reason: str | None
     # -- not OpenAI's --
     thinking: ThinkingStats | None = None

@@ -14,12 +14,12 @@ never streamed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from tokenizers.decoders import DecodeStream
 
-from budget.profile import ThinkingProfile
-from budget.state import BudgetParams, BudgetState, Kind
+from thinkbudget.budget.profile import ThinkingProfile
+from thinkbudget.budget.state import BudgetParams, BudgetState, Kind
 
 
 class Segment:
@@ -77,6 +77,12 @@ class Segment:
         return out
 
 
+class Fed(NamedTuple):
+    token: int
+    kind: Kind
+    forced: bool
+
+
 class ChoiceTracker:
     """Routes one choice's tokens; `raw` (the completions endpoint) keeps everything as text."""
 
@@ -107,25 +113,29 @@ class ChoiceTracker:
     def stopped(self) -> bool:
         return self.content.stopped
 
-    def feed(self, token_ids: Sequence[int]) -> tuple[str, str]:
-        """Consume new tokens; returns (reasoning delta, content delta)."""
-        reasoning, content = [], []
+    def feed(self, token_ids: Sequence[int]) -> tuple[str, str, list[Fed]]:
+        """Consume new tokens; returns (reasoning delta, content delta, each token consumed
+        with where it went and whether the budget state forced it)."""
+        reasoning, content, fed = [], [], []
+        state = self.state
         for tok in token_ids:
             if self.content.stopped:
                 break
             self.completion_tokens += 1
             if self.token_ids is not None:
                 self.token_ids.append(tok)
-            kind = self.state.advance(tok)[0] if self.state is not None else Kind.CONTENT
+            was_thinking = state is not None and state.thinking
+            kind, forced = state.advance(tok) if state is not None else (Kind.CONTENT, False)
+            if was_thinking and not state.thinking:
+                reasoning.append(self.reasoning.flush())  # thinking just ended
             if kind is not Kind.CONTENT:
                 self.reasoning_tokens += 1
             if self.raw or kind is Kind.CONTENT:
                 content.append(self.content.push(tok))
             elif kind is Kind.REASONING:
                 reasoning.append(self.reasoning.push(tok))
-            elif self.state is not None and not self.state.thinking:
-                reasoning.append(self.reasoning.flush())  # thinking just ended
-        return "".join(reasoning), "".join(content)
+            fed.append(Fed(tok, kind, forced))
+        return "".join(reasoning), "".join(content), fed
 
     def finish(self, reason: str | None) -> tuple[str, str]:
         """Mark the choice done; returns the (reasoning, content) text still held back."""

@@ -7,16 +7,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve.process import ServerProcess, tiny_server_args
+from harness.tiny import tiny_server_args
+from thinkbudget.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-123"
-TERMINATION = "Considering the limited time by the user, I have to give the solution based on the thinking directly now."  # noqa: E501
+TERMINATION = "Considering the limited time by the user, I have to give the solution based on the thinking directly now."
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    from train_fusion.tiny import ensure_tiny_model
+    from harness.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
@@ -47,6 +48,32 @@ def client(server):
 
 @pytest.fixture(scope="session")
 def http(server):
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"},
-                      timeout=120) as c:  # fmt: skip
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120
+    ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def qwen3_server():
+    """The real Qwen3 tokenizer and template around random weights, with vLLM's tool flags."""
+    from harness.fixtures import qwen3_model
+
+    args = [
+        "--model",
+        str(qwen3_model()),
+        "--served-model-name",
+        "qwen3-random",
+        "--kv-cache-memory-bytes",
+        str(128 << 20),
+        "--max-model-len",
+        "2048",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+        "--structured-outputs-disable-any-whitespace",
+        "--log-level",
+        "warning",
+    ]
+    with ServerProcess(args, ROOT / ".cache" / "logs" / "test-qwen3.log") as server:
+        yield server

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import asyncio
 
-from bench.exactness import Oracle, run
+from bench.exactness import make_qwen3_request, run
+from bench.oracle import Oracle
 from tests.conftest import API_KEY
 
 
 def test_exactness_small(server, tokenizer):
     oracle = Oracle.from_tokenizer(tokenizer)
     counts, violations, info, errors, ratios, examples = asyncio.run(
-        run(server.url, 250, 16, 1234, oracle, tokenizer, {"Authorization": f"Bearer {API_KEY}"})
+        run(
+            server.url,
+            250,
+            16,
+            1234,
+            oracle,
+            tokenizer,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
     )
     assert not errors, errors
     assert counts["choices"] >= 250 and counts["cut"] > 50
     assert dict(violations) == {}, examples[:3]
     assert max(ratios) <= 1.0
+
+
+def test_exactness_qwen3_tools_and_schemas(qwen3_server):
+    """The real Qwen3 tokenizer, with tools, json_schema and n > 1 in the mix."""
+    from transformers import AutoTokenizer
+
+    from harness.fixtures import qwen3_model
+
+    tok = AutoTokenizer.from_pretrained(qwen3_model())
+    counts, violations, info, errors, ratios, examples = asyncio.run(
+        run(qwen3_server.url, 150, 16, 7, Oracle.from_tokenizer(tok), tok, make_qwen3_request)
+    )
+    assert not errors, errors
+    assert counts["choices"] >= 150 and counts["cut"] > 20
+    assert dict(violations) == {}, examples[:3]

@@ -7,8 +7,12 @@ import sys
 
 
 def serve(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "serve.cli", "serve", *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "thinkbudget", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_bad_model_path_is_one_line(tmp_path):
@@ -29,4 +33,4 @@ def test_profile_the_tokenizer_cannot_carry_is_one_line(tiny_model, tmp_path):
 
 def test_bad_effort_table_is_rejected():
     r = serve("--reasoning-effort-budgets", "low=abc")
-    assert r.returncode == 2 and "bad effort budget" in r.stderr
+    assert r.returncode == 1 and "bad effort budget low=abc" in r.stderr

@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from budget.profile import ProfileError, ProfileSpec, ThinkingProfile, detect_spec
-from budget.state import BudgetParams
-from serve.budgeting import RequestError, budget_params, plan_thinking
-from serve.protocol import ChatCompletionRequest
 from tests.conftest import TERMINATION
+from thinkbudget.budget.profile import ProfileError, ProfileSpec, ThinkingProfile, detect_spec
+from thinkbudget.budget.resolve import BudgetError, ThinkingMode, resolve
+from thinkbudget.budget.state import BudgetParams
+from thinkbudget.serve.budgeting import RequestError, plan_thinking
+from thinkbudget.serve.protocol import ChatCompletionRequest
 
-PLAN = dict(max_model_len=512, effort_budgets={"minimal": 1, "low": 2, "medium": 3, "high": -1},
-            default_budget=None)  # fmt: skip
+PLAN = dict(
+    max_model_len=512,
+    effort_budgets={"minimal": 1, "low": 2, "medium": 3, "high": -1},
+    default_budget=None,
+)
 
 
 def req(**fields) -> ChatCompletionRequest:
@@ -58,73 +62,96 @@ def test_profile_json_roundtrip(tmp_path):
 
 
 def test_model_without_profile_refuses_budgets_loudly():
-    for fields in ({"thinking_budget": 5}, {"min_thinking_tokens": 1}, {"enable_thinking": True},
-                   {"reasoning_effort": "low"}, {"termination_text": "x"}):  # fmt: skip
+    for fields in (
+        {"thinking_budget": 5},
+        {"min_thinking_tokens": 1},
+        {"enable_thinking": True},
+        {"reasoning_effort": "low"},
+        {"termination_text": "x"},
+    ):
         with pytest.raises(RequestError, match="no thinking delimiters"):
-            plan_thinking(req(**fields), None, reasoning_effort=fields.get("reasoning_effort"),
-                          **PLAN)  # fmt: skip
-    assert plan_thinking(req(), None, **PLAN).mode == "none"
+            plan_thinking(
+                req(**fields), None, reasoning_effort=fields.get("reasoning_effort"), **PLAN
+            )
+    assert plan_thinking(req(), None, **PLAN)[0].mode is ThinkingMode.NONE
+
+
+def resolved(profile, request, **kw):
+    settings, _ = plan_thinking(request, profile, **PLAN)
+    args = dict(prompt_len=10, max_tokens=100, max_model_len=512, answer_reserve=32) | kw
+    return resolve(profile, settings, **args)
 
 
 def test_clamp_keeps_room_for_termination_and_answer(profile):
-    plan = plan_thinking(req(thinking_budget=400), profile, **PLAN)
-    params, budget, max_tokens = budget_params(
-        plan, profile, prompt_len=10, max_tokens=100, max_model_len=512, answer_reserve=32
-    )
-    assert budget == 100 - 1 - len(profile.termination_ids) - 32 == params.budget
+    r = resolved(profile, req(thinking_budget=400))
+    assert r.budget == 100 - 1 - len(profile.termination_ids) - 32 == r.params.budget
     # No budget requested: the clamp still applies.
-    plan = plan_thinking(req(), profile, **PLAN)
-    _, budget, _ = budget_params(plan, profile, prompt_len=10, max_tokens=100,
-                                 max_model_len=512, answer_reserve=32)  # fmt: skip
-    assert budget == 100 - 1 - len(profile.termination_ids) - 32
-    with pytest.raises(RequestError, match="no room to think"):
-        budget_params(plan, profile, prompt_len=10, max_tokens=40, max_model_len=512,
-                      answer_reserve=32)  # fmt: skip
+    assert resolved(profile, req()).budget == 100 - 1 - len(profile.termination_ids) - 32
+    # An explicit budget that cannot fit is a 400 ...
+    with pytest.raises(BudgetError, match="no room to think"):
+        resolved(profile, req(thinking_budget=10), max_tokens=40)
+    # ... but a request that named no budget runs as vLLM runs it: tracked, never cut.
+    r = resolved(profile, req(), max_tokens=5)
+    assert r.budget is None and r.params.budget is None and r.max_tokens == 5
 
 
 def test_custom_termination_text_and_hard_cut(profile, tokenizer):
-    plan = plan_thinking(req(thinking_budget=5, termination_text=""), profile, **PLAN)
-    params, _, _ = budget_params(plan, profile, prompt_len=10, max_tokens=100,
-                                 max_model_len=512, answer_reserve=8)  # fmt: skip
-    assert tokenizer.decode(params.cut_ids) == "</think>\n\n"
+    r = resolved(profile, req(thinking_budget=5, termination_text=""), answer_reserve=8)
+    assert tokenizer.decode(r.params.cut_ids) == "</think>\n\n"
 
 
 def test_hf_adapter_caps_thinking_and_marks_forced_tokens(tiny_model, tokenizer, profile):
     from transformers import AutoModelForCausalLM
 
-    from budget.hf_adapter import ThinkingBudgetProcessor
+    from thinkbudget.budget.hf_adapter import ThinkingBudgetProcessor
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "sum 3 5 2 7 4"}],
-                                         tokenize=False, add_generation_prompt=True)  # fmt: skip
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "sum 3 5 2 7 4"}], tokenize=False, add_generation_prompt=True
+    )
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
     ids = ids.repeat(3, 1)
     budgets = [0, 3, None]
-    params = [BudgetParams(b, 0, 0, profile.termination_ids, profile.extension_ids)
-              for b in budgets]  # fmt: skip
+    params = [
+        BudgetParams(b, 0, 0, profile.termination_ids, profile.extension_ids) for b in budgets
+    ]
     proc = ThinkingBudgetProcessor(profile, params, ids.tolist())
     torch.manual_seed(0)
-    out = model.generate(ids, logits_processor=[proc], max_new_tokens=80, do_sample=True,
-                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    out = model.generate(
+        ids,
+        logits_processor=[proc],
+        max_new_tokens=80,
+        do_sample=True,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     for row, budget in enumerate(budgets):
         state = proc.states[row]
-        gen = out[row, ids.shape[1]:].tolist()
+        gen = out[row, ids.shape[1] :].tolist()
         if budget is not None:
             assert state.model_thinking <= budget and state.cut
             first = proc.forced[row].index(True)
-            assert tuple(gen[first : first + len(profile.termination_ids)]) == profile.termination_ids
+            assert (
+                tuple(gen[first : first + len(profile.termination_ids)]) == profile.termination_ids
+            )
             assert all(proc.forced[row][first : first + len(profile.termination_ids)])
         else:
             assert not any(proc.forced[row])
 
 
 def test_server_encode_matches_transformers(tokenizer):
-    from serve.engine import EngineHandle
+    from thinkbudget.serve.engine import EngineHandle
 
     handle = EngineHandle.__new__(EngineHandle)
     handle.tokenizer = tokenizer
-    texts = ["", "sum 1 2", "<|im_start|>user\nsum 3 4<|im_end|>\n<|im_start|>assistant\n<think>\n",
-             "Wait, 12+3=15.\n</think>\n\n15", "ünïcödé ✓ 数字"]  # fmt: skip
+    texts = [
+        "",
+        "sum 1 2",
+        "<|im_start|>user\nsum 3 4<|im_end|>\n<|im_start|>assistant\n<think>\n",
+        "Wait, 12+3=15.\n</think>\n\n15",
+        "ünïcödé ✓ 数字",
+    ]
     for text in texts:
         for special in (True, False):
-            assert handle.encode(text, special) == tokenizer.encode(text, add_special_tokens=special)
+            assert handle.encode(text, special) == tokenizer.encode(
+                text, add_special_tokens=special
+            )

@@ -4,8 +4,8 @@ engine death, and (slow) a 256-stream load with disconnect waves. Real server, r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import signal
 import socket
 import time
@@ -15,9 +15,10 @@ import httpx
 import psutil
 import pytest
 
-from serve.process import ServerProcess, tiny_server_args
+from harness.tiny import tiny_server_args
 from tests.conftest import API_KEY
 from tests.test_server import MESSAGES, metric
+from thinkbudget.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {"messages": MESSAGES, "max_tokens": 400, "temperature": 1.0, "min_thinking_tokens": 300}
@@ -34,8 +35,10 @@ def wait_idle(http: httpx.Client, within_s: float) -> float:
     """Seconds until the engine holds no request and nothing is in flight (or raise)."""
     start = time.monotonic()
     while time.monotonic() - start < within_s:
-        if (metric(http, "thinkbudget_engine_unfinished_requests") == 0
-                and metric(http, "thinkbudget_requests_in_flight") == 0):  # fmt: skip
+        if (
+            metric(http, "thinkbudget_engine_unfinished_requests") == 0
+            and metric(http, "thinkbudget_requests_in_flight") == 0
+        ):
             return time.monotonic() - start
         time.sleep(0.05)
     raise AssertionError(
@@ -54,14 +57,20 @@ def test_oversize_body_is_413(http):
         for _ in range(6):
             yield b" " * (1 << 20)
 
-    r = http.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    r = http.post(
+        "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+    )
     is_openai_error(r, 413)
 
 
 def test_invalid_utf8_is_400(http):
     body = b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}'
-    is_openai_error(http.post("/v1/chat/completions", content=body,
-                              headers={"content-type": "application/json"}), 400)  # fmt: skip
+    is_openai_error(
+        http.post(
+            "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+        ),
+        400,
+    )
 
 
 def test_prompt_longer_than_context_is_400(http):
@@ -74,8 +83,10 @@ def test_prompt_longer_than_context_is_400(http):
 def test_non_streaming_disconnect_aborts_within_2s(server, http):
     aborted = metric(http, "thinkbudget_requests_total", outcome="aborted")
     payload = json.dumps(LONG).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()  # fmt: skip
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode()
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.sendall(head + payload)
     deadline = time.monotonic() + 10
@@ -97,8 +108,10 @@ def test_streaming_disconnect_aborts_within_2s(http):
 # -- overload, SIGTERM, engine death ----------------------------------------------------------
 @pytest.fixture()
 def small_server(tiny_model, request):
-    srv = ServerProcess(tiny_server_args(tiny_model, "--max-pending", "3", "--graceful-shutdown-s", "20"),
-                        ROOT / ".cache" / "logs" / f"{request.node.name}.log")  # fmt: skip
+    srv = ServerProcess(
+        tiny_server_args(tiny_model, "--max-pending", "3", "--graceful-shutdown-s", "20"),
+        ROOT / ".cache" / "logs" / f"{request.node.name}.log",
+    )
     yield srv
     if srv.proc.poll() is None:
         srv.stop()
@@ -150,10 +163,8 @@ def test_engine_death_turns_health_503_and_exits_nonzero(small_server):
     saw_503 = False
     deadline = time.monotonic() + 60
     while small_server.proc.poll() is None and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             saw_503 |= httpx.get(small_server.url + "/health", timeout=2).status_code == 503
-        except httpx.HTTPError:
-            pass
         time.sleep(0.1)
     assert saw_503
     assert small_server.proc.wait(30) not in (0, None)
@@ -168,8 +179,14 @@ async def _wave(url: str, n: int, disconnect_after: int | None) -> tuple[int, in
     async with httpx.AsyncClient(base_url=url, timeout=300, headers=headers, limits=limits) as c:
 
         async def one(i: int) -> bool:
-            body = {"messages": MESSAGES, "stream": True, "max_tokens": 120, "seed": i,
-                    "temperature": 1.0, "thinking_budget": [2, 8, 40, -1][i % 4]}  # fmt: skip
+            body = {
+                "messages": MESSAGES,
+                "stream": True,
+                "max_tokens": 120,
+                "seed": i,
+                "temperature": 1.0,
+                "thinking_budget": [2, 8, 40, -1][i % 4],
+            }
             if disconnect_after is not None:
                 body["min_thinking_tokens"] = 60
                 body["thinking_budget"] = -1
@@ -178,7 +195,7 @@ async def _wave(url: str, n: int, disconnect_after: int | None) -> tuple[int, in
                     return False
                 lines = 0
                 async for line in r.aiter_lines():
-                    if line.startswith("data: {\"error"):
+                    if line.startswith('data: {"error'):
                         return False
                     lines += 1
                     if disconnect_after is not None and lines >= disconnect_after:
@@ -201,8 +218,10 @@ def test_256_streams_then_disconnect_waves_leave_nothing_behind(server, http):
         assert errors == 0
         idle.append(wait_idle(http, within_s=2.0))
         rss.append(psutil.Process(server.proc.pid).memory_info().rss)
-    print(f"load: idle after each wave {[round(t, 2) for t in idle]} s, "
-          f"server RSS after disconnect waves {[r >> 20 for r in rss]} MiB")
+    print(
+        f"load: idle after each wave {[round(t, 2) for t in idle]} s, "
+        f"server RSS after disconnect waves {[r >> 20 for r in rss]} MiB"
+    )
     # memory does not grow wave over wave (first wave warms caches)
     assert rss[-1] <= rss[1] * 1.05, [r >> 20 for r in rss]
 
@@ -226,8 +245,13 @@ def test_schemathesis_finds_no_5xx_and_every_4xx_is_openai_format(tiny_model):
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 @given(case=op.as_strategy(generation_mode=mode))
-                @settings(max_examples=500, deadline=None, database=None, phases=[Phase.generate],
-                          suppress_health_check=list(HealthCheck))  # fmt: skip
+                @settings(
+                    max_examples=500,
+                    deadline=None,
+                    database=None,
+                    phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
                 def check(case):
                     r = case.call(base_url=srv.url, timeout=120)
                     seen[r.status_code] = seen.get(r.status_code, 0) + 1
@@ -251,8 +275,15 @@ def test_many_concurrent_seeded_requests_keep_the_engine_alive(server, http):
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(base_url=server.url, timeout=120, headers=headers) as c:
-            bodies = [{"messages": [{"role": "user", "content": "sum " + " ".join("7" * (150 + i))}],
-                       "max_tokens": 100, "seed": i, "temperature": 1.0} for i in range(96)]  # fmt: skip
+            bodies = [
+                {
+                    "messages": [{"role": "user", "content": "sum " + " ".join("7" * (150 + i))}],
+                    "max_tokens": 100,
+                    "seed": i,
+                    "temperature": 1.0,
+                }
+                for i in range(96)
+            ]
             rs = await asyncio.gather(*(c.post("/v1/chat/completions", json=b) for b in bodies))
             return [r.status_code for r in rs]
 

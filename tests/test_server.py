@@ -25,11 +25,27 @@ def reasoning(choice) -> str:
 
 
 def ask(client, **body):
-    extra = {k: body.pop(k) for k in list(body) if k not in ("n", "temperature", "seed", "max_tokens", "stream", "stream_options", "stop", "reasoning_effort")}  # noqa: E501
+    extra = {
+        k: body.pop(k)
+        for k in list(body)
+        if k
+        not in (
+            "n",
+            "temperature",
+            "seed",
+            "max_tokens",
+            "stream",
+            "stream_options",
+            "stop",
+            "reasoning_effort",
+        )
+    }
     return client.chat.completions.create(
-        model=client.models.list().data[0].id, messages=body.pop("messages", MESSAGES),
-        extra_body=extra, **body,
-    )  # fmt: skip
+        model=client.models.list().data[0].id,
+        messages=body.pop("messages", MESSAGES),
+        extra_body=extra,
+        **body,
+    )
 
 
 def check_choice(choice, budget: int | None) -> None:
@@ -47,10 +63,18 @@ def check_choice(choice, budget: int | None) -> None:
         assert content.strip(), "no answer after a cut"
 
 
-@pytest.mark.parametrize("budget,window", list(itertools.product([0, 1, 2, 3, 5, 8, 13, 21], [0, 6])))
+@pytest.mark.parametrize(
+    "budget,window", list(itertools.product([0, 1, 2, 3, 5, 8, 13, 21], [0, 6]))
+)
 def test_budget_caps_thinking_and_the_model_still_answers(client, budget, window):
-    resp = ask(client, thinking_budget=budget, thinking_cut_window=window, temperature=0.7,
-               seed=budget * 7 + window, max_tokens=160)  # fmt: skip
+    resp = ask(
+        client,
+        thinking_budget=budget,
+        thinking_cut_window=window,
+        temperature=0.7,
+        seed=budget * 7 + window,
+        max_tokens=160,
+    )
     choice = resp.choices[0]
     check_choice(choice, budget)
     assert resp.usage.completion_tokens_details.reasoning_tokens >= thinking(choice)["tokens"]
@@ -68,13 +92,21 @@ def test_unlimited_budget_ends_naturally(client):
 
 def test_cut_window_cuts_at_a_line_or_sentence_end(client):
     for seed in range(4):
-        choice = ask(client, thinking_budget=20, thinking_cut_window=10, temperature=0.5,
-                     seed=seed, max_tokens=200).choices[0]  # fmt: skip
+        choice = ask(
+            client,
+            thinking_budget=20,
+            thinking_cut_window=10,
+            temperature=0.5,
+            seed=seed,
+            max_tokens=200,
+        ).choices[0]
         t = thinking(choice)
         check_choice(choice, 20)
         if t["cut"] and t["tokens"] < 20:
             before = reasoning(choice).split(TERMINATION)[0].rstrip("\n")
-            assert before.endswith((".", "!", "?")) or reasoning(choice).split(TERMINATION)[0].endswith("\n\n\n")  # noqa: E501
+            assert before.endswith((".", "!", "?")) or reasoning(choice).split(TERMINATION)[
+                0
+            ].endswith("\n\n\n")
             assert t["tokens"] >= 10
 
 
@@ -87,16 +119,28 @@ def test_min_thinking_extends_with_wait(client):
 
 def test_stream_matches_non_stream_and_reports_usage(client):
     model = client.models.list().data[0].id
-    body = dict(model=model, messages=MESSAGES, temperature=0, max_tokens=120,
-                extra_body={"thinking_budget": 6})  # fmt: skip
+    body = dict(
+        model=model,
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=120,
+        extra_body={"thinking_budget": 6},
+    )
     full = client.chat.completions.create(**body).choices[0]
-    chunks = list(client.chat.completions.create(
-        **body, stream=True, stream_options={"include_usage": True}))  # fmt: skip
-    r = "".join(c.choices[0].delta.model_extra.get("reasoning_content") or "" for c in chunks if c.choices)  # noqa: E501
+    chunks = list(
+        client.chat.completions.create(**body, stream=True, stream_options={"include_usage": True})
+    )
+    r = "".join(
+        c.choices[0].delta.model_extra.get("reasoning_content") or "" for c in chunks if c.choices
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert r == reasoning(full) and text == full.message.content
-    order = [("r" if c.choices[0].delta.model_extra.get("reasoning_content") else "c")
-             for c in chunks if c.choices and (c.choices[0].delta.content or c.choices[0].delta.model_extra.get("reasoning_content"))]  # noqa: E501
+    order = [
+        ("r" if c.choices[0].delta.model_extra.get("reasoning_content") else "c")
+        for c in chunks
+        if c.choices
+        and (c.choices[0].delta.content or c.choices[0].delta.model_extra.get("reasoning_content"))
+    ]
     assert order == sorted(order, key=lambda x: x == "c"), "reasoning must come before content"
     last = [c for c in chunks if c.choices][-1].choices[0]
     assert last.finish_reason == "stop" and last.model_extra["thinking"] == thinking(full)
@@ -132,8 +176,9 @@ def test_reasoning_effort_maps_to_budget(client, effort, budget):
 
 
 def test_explicit_budget_wins_over_effort(client):
-    choice = ask(client, reasoning_effort="low", thinking_budget=1, temperature=0,
-                 max_tokens=120).choices[0]  # fmt: skip
+    choice = ask(
+        client, reasoning_effort="low", thinking_budget=1, temperature=0, max_tokens=120
+    ).choices[0]
     assert thinking(choice)["budget"] == 1
 
 
@@ -164,15 +209,21 @@ def test_thinking_disabled(client, fields):
         ({"thinking_budgt": 5}, "thinking_budgt"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
         ({"enable_thinking": False, "thinking_budget": 5}, "thinking_budget"),
-        ({"enable_thinking": True, "chat_template_kwargs": {"enable_thinking": False}},
-         "enable_thinking"),
+        (
+            {"enable_thinking": True, "chat_template_kwargs": {"enable_thinking": False}},
+            "enable_thinking",
+        ),
         ({"thinking_budget": 3, "min_thinking_tokens": 4}, "min_thinking_tokens"),
         ({"thinking_cut_window": -1}, "thinking_cut_window"),
-        ({"max_tokens": 20}, "max_tokens"),
+        ({"thinking_budget": 5, "max_tokens": 20}, "max_tokens"),
         ({"max_tokens": 5000}, "max_tokens"),
         ({"n": 0}, "n"),
         ({"n": 1000}, "n"),
-        ({"logprobs": True}, "logprobs"),
+        ({"thinkingbudget": 5}, "thinkingbudget"),
+        ({"reasoning_tokens": 5}, "reasoning_tokens"),
+        ({"max_token": 5}, "max_token"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tool_choice"),
+        ({"messages": [{"role": "user", "content": "a\u0000b"}]}, "messages.0.content"),
         ({"messages": []}, "messages"),
     ],
 )
@@ -191,8 +242,9 @@ def test_unknown_model_is_404(http):
 
 
 def test_malformed_json_is_400(http):
-    r = http.post("/v1/chat/completions", content=b"{not json",
-                  headers={"content-type": "application/json"})  # fmt: skip
+    r = http.post(
+        "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == 400
 
 
@@ -209,8 +261,10 @@ def test_completions_counts_thinking_already_open_in_the_prompt(http, tokenizer)
     prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
     prompt += "<think>\n3+5=8.\n"
     opened = len(tokenizer.encode("\n3+5=8.\n", add_special_tokens=False))
-    r = http.post("/v1/completions", json={"prompt": prompt, "thinking_budget": opened + 3,
-                                           "max_tokens": 120, "temperature": 0})  # fmt: skip
+    r = http.post(
+        "/v1/completions",
+        json={"prompt": prompt, "thinking_budget": opened + 3, "max_tokens": 120, "temperature": 0},
+    )
     assert r.status_code == 200, r.text
     choice = r.json()["choices"][0]
     assert choice["thinking"]["tokens"] <= 3 and choice["thinking"]["cut"]
@@ -218,8 +272,13 @@ def test_completions_counts_thinking_already_open_in_the_prompt(http, tokenizer)
 
 
 def test_completions_stream(http):
-    body = {"prompt": "<|im_start|>user\nsum 1 2<|im_end|>\n<|im_start|>assistant\n",
-            "thinking_budget": 2, "max_tokens": 80, "temperature": 0, "stream": True}  # fmt: skip
+    body = {
+        "prompt": "<|im_start|>user\nsum 1 2<|im_end|>\n<|im_start|>assistant\n",
+        "thinking_budget": 2,
+        "max_tokens": 80,
+        "temperature": 0,
+        "stream": True,
+    }
     texts, final = [], None
     with http.stream("POST", "/v1/completions", json=body) as r:
         for line in r.iter_lines():
@@ -255,8 +314,13 @@ def test_metrics_move(client, http):
 
 def test_client_disconnect_aborts_the_engine_request(http):
     aborted = metric(http, "thinkbudget_requests_total", outcome="aborted")
-    body = {"messages": MESSAGES, "stream": True, "max_tokens": 400, "temperature": 1.0,
-            "min_thinking_tokens": 300}  # fmt: skip
+    body = {
+        "messages": MESSAGES,
+        "stream": True,
+        "max_tokens": 400,
+        "temperature": 1.0,
+        "min_thinking_tokens": 300,
+    }
     with http.stream("POST", "/v1/chat/completions", json=body) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i > 6:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budget.state import Action, BudgetParams, BudgetState, Kind
+from thinkbudget.budget.state import Action, BudgetParams, BudgetState, Kind
 
 START, END, BOUNDARY, NEUTRAL = 1, 2, 3, 9
 EXT = (4, 5)
@@ -25,13 +25,13 @@ def run(params: BudgetParams, prompt: list[int], draws: list[int]):
     state = BudgetState(START, END, frozenset({BOUNDARY}), params, prompt)
     emitted, forced, kinds = [], [], []
     for draw in draws:
-        action, tok = state.constraint()
-        if action is Action.FORCE:
-            draw = tok
-        elif action is Action.BAN and draw == tok:
-            draw = NEUTRAL
-        elif action is Action.REDIRECT and draw == END:
-            draw = tok
+        for action, tok in state.constraints():
+            if action is Action.FORCE:
+                draw = tok
+            elif action is Action.BAN and draw == tok:
+                draw = NEUTRAL
+            elif action is Action.REDIRECT and draw == END:
+                draw = tok
         kind, was_forced = state.advance(draw)
         emitted.append(draw)
         forced.append(was_forced)
@@ -134,7 +134,7 @@ def test_budget_zero_closes_at_once_and_reasoning_is_only_termination_text():
     emitted, forced, kinds, state = run(params, [], [START] + [0] * 10)
     assert emitted[: 1 + len(CUT)] == [START, *CUT]
     assert state.model_thinking == 0 and state.cut
-    assert [k for k in kinds[1:3]] == [Kind.REASONING, Kind.REASONING]
+    assert list(kinds[1:3]) == [Kind.REASONING, Kind.REASONING]
     assert kinds[3] is Kind.DELIMITER and kinds[4] is Kind.CONTENT
 
 
@@ -160,10 +160,10 @@ def test_min_thinking_redirects_end_into_extension_then_allows_end():
 
 def test_min_thinking_without_extension_bans_end():
     state = BudgetState(START, END, frozenset(), BudgetParams(None, 0, 3, CUT, ()), [START])
-    assert state.constraint() == (Action.BAN, END)
+    assert state.constraints() == ((Action.BAN, END),)
     for _ in range(3):
         state.advance(0)
-    assert state.constraint() == (Action.FREE, -1)
+    assert state.constraints() == ()
 
 
 def test_natural_end_with_budget_left_may_reopen_and_spends_the_rest():
@@ -177,16 +177,16 @@ def test_no_reopen_after_cut():
     state = BudgetState(START, END, frozenset(), BudgetParams(1, 0, 0, CUT, ()), [START])
     state.advance(0)
     for tok in CUT:
-        assert state.constraint() == (Action.FORCE, tok)
+        assert state.constraints() == ((Action.FORCE, tok),)
         state.advance(tok)
-    assert state.constraint() == (Action.BAN, START)
+    assert state.constraints() == ((Action.BAN, START), (Action.BAN, END))
 
 
 def test_a_stream_that_ends_where_the_cut_would_start_is_not_a_cut():
     state = BudgetState(START, END, frozenset(), BudgetParams(2, 0, 0, CUT, ()), [START])
     state.advance(0)
     state.advance(0)  # the budget is reached: the cut is queued...
-    assert state.constraint() == (Action.FORCE, TERM[0])
+    assert state.constraints() == ((Action.FORCE, TERM[0]),)
     assert not state.cut  # ...but not emitted (the request may end here, e.g. on EOS)
     state.advance(TERM[0])
     assert state.cut
@@ -194,7 +194,7 @@ def test_a_stream_that_ends_where_the_cut_would_start_is_not_a_cut():
 
 def test_divergence_is_counted_not_fatal():
     state = BudgetState(START, END, frozenset(), BudgetParams(0, 0, 0, CUT, ()), [START])
-    assert state.constraint() == (Action.FORCE, TERM[0])
+    assert state.constraints() == ((Action.FORCE, TERM[0]),)
     state.advance(10)  # an engine that ignored the constraint
     assert state.diverged == 1
 
@@ -219,3 +219,35 @@ def test_params_reject_bad_values(kwargs):
 def test_params_roundtrip_through_dict():
     p = BudgetParams(7, 2, 3, CUT, EXT)
     assert BudgetParams.from_dict(p.to_dict()) == p
+
+
+def test_end_delimiter_is_banned_outside_thinking():
+    """A stray end delimiter in the answer would read as a second cut: it cannot be sampled."""
+    state = BudgetState(START, END, frozenset(), BudgetParams(None, 0, 0, CUT, ()), [])
+    assert state.constraints() == ((Action.BAN, END),)  # before thinking opens
+    state.advance(START)
+    assert state.constraints() == ()
+    state.advance(END)  # natural end, no budget: may re-open, still no stray end
+    assert state.constraints() == ((Action.BAN, END),)
+
+
+TOOL = 10
+
+
+def test_tool_call_started_inside_thinking_ends_it():
+    params = BudgetParams(5, 0, 0, CUT, (), answer_ids=(TOOL,))
+    emitted, forced, kinds, state = run(params, [START], [0, 0, TOOL, 0, START, 0, 0, 0, 0, 0])
+    assert kinds[2] is Kind.CONTENT and not state.thinking and not state.cut
+    assert state.model_thinking == 2 and not any(forced)
+    assert START not in emitted and END not in emitted  # no cut, no re-open inside the call
+    assert all(k is Kind.CONTENT for k in kinds[2:])
+
+
+@given(st.lists(st.integers(0, VOCAB - 1), max_size=80), st.integers(0, 20))
+@settings(max_examples=300, deadline=None)
+def test_a_cut_never_lands_inside_a_tool_call(draws, budget):
+    params = BudgetParams(budget, 0, 0, CUT, (), answer_ids=(TOOL,))
+    emitted, forced, _, _ = run(params, [], draws)
+    if TOOL in emitted:
+        after = emitted.index(TOOL)
+        assert not any(forced[after:]) and START not in emitted[after:]

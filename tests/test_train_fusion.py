@@ -12,36 +12,57 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from budget.state import BudgetParams, BudgetState
-from train_fusion import config as cfgmod
-from train_fusion import rewards
-from train_fusion.data import FusionConfig, FusionEncoder, build_samples, read_jsonl
+from thinkbudget.budget.state import BudgetParams, BudgetState
+from thinkbudget.launch import ServerProcess
+from thinkbudget.train_fusion import rewards
+from thinkbudget.train_fusion.config import (
+    BudgetDistribution,
+    EvalConfig,
+    FusionConfig,
+    GRPOStageConfig,
+)
+from thinkbudget.train_fusion.data import FusionEncoder, build_samples, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
-MICRO = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-             num_key_value_heads=1, head_dim=32, vocab_size=384)  # fmt: skip
+MICRO = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=32,
+    vocab_size=384,
+)
 
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory) -> dict[str, Path]:
     """Task data, a from-scratch micro model, and a short SFT run on it."""
-    from train_fusion import init, sft, task
+    from thinkbudget.train_fusion import init, sft, task
 
     root = tmp_path_factory.mktemp("micro")
     task.make_splits(root / "data", heldout=20, train=1500, seed=1)
-    init.run(init.InitConfig(data=str(root / "data/train.jsonl"), output_dir=str(root / "init"), **MICRO))
+    init.run(
+        init.InitConfig(data=str(root / "data/train.jsonl"), output_dir=str(root / "init"), **MICRO)
+    )
     cfg = sft.SFTStageConfig(
-        model=str(root / "init"), data=str(root / "data/train.jsonl"), output_dir=str(root / "sft"),
-        max_steps=120, learning_rate=3e-3, per_device_train_batch_size=32, save_steps=60,
-        logging_steps=20, fusion=FusionConfig(think_ratio=0.7, cut_ratio=0.2, seed=1),
-    )  # fmt: skip
+        model=str(root / "init"),
+        data=str(root / "data/train.jsonl"),
+        output_dir=str(root / "sft"),
+        max_steps=120,
+        learning_rate=3e-3,
+        per_device_train_batch_size=32,
+        save_steps=60,
+        logging_steps=20,
+        fusion=FusionConfig(think_ratio=0.7, cut_ratio=0.2, seed=1),
+    )
     sft.run(cfg)
     return {"root": root, "data": root / "data", "init": root / "init", "sft": root / "sft"}
 
 
 @pytest.fixture(scope="module")
 def encoder(micro):
-    from train_fusion.common import load_tokenizer_profile
+    from thinkbudget.train_fusion.common import load_tokenizer_profile
 
     return FusionEncoder(*load_tokenizer_profile(micro["init"]))
 
@@ -58,8 +79,13 @@ def changed(a: Path, b: Path) -> bool:
 # -- the fusion builder ------------------------------------------------------------------------
 def test_fusion_formats_and_flags(micro, encoder):
     records = read_jsonl(micro["data"] / "train.jsonl")[:400]
-    samples = list(build_samples(records, encoder, FusionConfig(think_ratio=0.6, cut_ratio=0.2,
-                                                                multi_turn_ratio=0.3, seed=3)))  # fmt: skip
+    samples = list(
+        build_samples(
+            records,
+            encoder,
+            FusionConfig(think_ratio=0.6, cut_ratio=0.2, multi_turn_ratio=0.3, seed=3),
+        )
+    )
     kinds = {s["kind"] for s in samples}
     assert kinds == {"think", "no_think", "cut"}
     for rec, s in zip(records, samples):
@@ -71,7 +97,9 @@ def test_fusion_formats_and_flags(micro, encoder):
         else:
             assert not last_user.endswith(" /no_think<|im_end|>\n")
         if s["kind"] == "think":
-            assert completion == f"<think>\n{rec['reasoning']}\n</think>\n\n{rec['answer']}<|im_end|>"
+            assert (
+                completion == f"<think>\n{rec['reasoning']}\n</think>\n\n{rec['answer']}<|im_end|>"
+            )
         # multi-turn history: earlier assistant turns carry no thinking (template strips it)
         assert prompt.count("<think>") == 0
 
@@ -79,8 +107,17 @@ def test_fusion_formats_and_flags(micro, encoder):
 def test_cut_samples_hold_exactly_the_forced_ids(micro, encoder):
     records = read_jsonl(micro["data"] / "train.jsonl")[:300]
     p = encoder.profile
-    cuts = [(r, s) for r, s in zip(records, build_samples(records, encoder, FusionConfig(
-        think_ratio=1.0, cut_ratio=1.0, multi_turn_ratio=0.0, seed=5)))]  # fmt: skip
+    cuts = [
+        (r, s)
+        for r, s in zip(
+            records,
+            build_samples(
+                records,
+                encoder,
+                FusionConfig(think_ratio=1.0, cut_ratio=1.0, multi_turn_ratio=0.0, seed=5),
+            ),
+        )
+    ]
     assert len(cuts) == 300
     for rec, s in cuts:
         ids, mask = s["input_ids"], s["completion_mask"]
@@ -92,25 +129,62 @@ def test_cut_samples_hold_exactly_the_forced_ids(micro, encoder):
         assert tuple(ids[start : start + len(p.termination_ids)]) == p.termination_ids
         # the forced ids are out of the loss, everything else the model writes is in
         assert mask[start : start + len(p.termination_ids)] == [0] * len(p.termination_ids)
-        assert all(mask[prompt_len:start]) and all(mask[start + len(p.termination_ids):])
+        assert all(mask[prompt_len:start]) and all(mask[start + len(p.termination_ids) :])
         # and they are what budget/ forces at this budget: replay the server's state machine
-        state = BudgetState.for_profile(p, BudgetParams(s["cut_at"], cut_ids=p.termination_ids),
-                                        ids[:prompt_len])  # fmt: skip
+        state = BudgetState.for_profile(
+            p, BudgetParams(s["cut_at"], cut_ids=p.termination_ids), ids[:prompt_len]
+        )
         forced = [state.advance(t)[1] for t in ids[prompt_len:]]
         assert [not f for f in forced] == [bool(m) for m in mask[prompt_len:]]
 
 
-def test_config_yaml_and_overrides(tmp_path):
-    from train_fusion.grpo import GRPOStageConfig
+def parse_grpo(recipe: Path, *flags: str) -> GRPOStageConfig:
+    """What `thinkbudget train grpo --config RECIPE FLAGS` would run."""
+    from thinkbudget.cli import build_parser, config_from
 
+    ns = build_parser().parse_args(["train", "grpo", "--config", str(recipe), *flags])
+    return config_from(GRPOStageConfig, ns, "train grpo", inputs=False)
+
+
+def test_config_yaml_and_overrides(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: m\ndata: d\noutput_dir: o\nbudgets: {max_budget: 64}\n")
-    cfg = cfgmod.load(GRPOStageConfig, recipe, ["--budgets.min_budget", "4", "--loss_type=dapo"])
+    cfg = parse_grpo(recipe, "--budgets.min_budget", "4", "--loss_type=dapo", "--beta", "3e-3")
     assert (cfg.budgets.min_budget, cfg.budgets.max_budget, cfg.loss_type) == (4, 64, "dapo")
-    with pytest.raises(cfgmod.ConfigError, match="unknown"):
-        cfgmod.load(GRPOStageConfig, recipe, ["--budgets.maximum", "3"])
-    with pytest.raises(ValueError, match="min_budget"):
-        cfgmod.load(GRPOStageConfig, recipe, ["--budgets.min_budget", "100"])
+    assert cfg.beta == 0.003 and cfg.learning_rate == 1e-5  # GRPO's own default
+    with pytest.raises(SystemExit):
+        parse_grpo(recipe, "--budgets.maximum", "3")
+    assert "unrecognized arguments: --budgets.maximum" in capsys.readouterr().err
+    recipe.write_text("model: m\ndata: d\noutput_dir: o\nbudgets: {maximum: 64}\n")
+    with pytest.raises(SystemExit, match=r"unknown budgets\. keys"):
+        parse_grpo(recipe)
+    recipe.write_text("model: m\ndata: d\noutput_dir: o\n")
+    with pytest.raises(SystemExit, match="min_budget"):
+        parse_grpo(recipe, "--budgets.min_budget", "200")
+
+
+def test_missing_stage_input_is_one_line(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thinkbudget",
+            "train",
+            "sft",
+            "--config",
+            str(ROOT / "train_fusion/recipes/demo/sft.yaml"),
+            "--model",
+            str(tmp_path / "no-init"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip()
+        == f"thinkbudget train sft: model '{tmp_path / 'no-init'}' does not exist (run the stage that makes it first)"
+    )
 
 
 def test_rewards_are_the_eval_scorer():
@@ -119,7 +193,7 @@ def test_rewards_are_the_eval_scorer():
     assert rewards.accuracy(["</think>\n\n$\\boxed{\\frac{1}{2}}$"], gold=["0.5"]) == [1.0]
     fmt = rewards.think_format(
         ["<think>a</think>b", "<think>a<think>b</think>c", "b", "b"],
-        mode=["think", "think", "think", "no_think"],
+        mode=["budget", "unlimited", "budget", "disabled"],
     )
     assert fmt == [1.0, 0.0, 0.0, 1.0]
 
@@ -128,7 +202,10 @@ def test_rewards_are_the_eval_scorer():
 def test_sft_changes_weights_and_publishes_checkpoints(micro):
     out = micro["sft"]
     assert changed(micro["init"], out / "final")
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-120", "checkpoint-60"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "checkpoint-120",
+        "checkpoint-60",
+    ]
     assert not list((out / ".staging").glob("checkpoint-*"))  # every save was published by rename
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logs if "loss" in r]
@@ -136,11 +213,15 @@ def test_sft_changes_weights_and_publishes_checkpoints(micro):
 
 
 def test_sft_labels_exclude_prompt_and_forced_tokens(micro):
-    from train_fusion import sft
+    from thinkbudget.train_fusion import sft
 
-    cfg = sft.SFTStageConfig(model=str(micro["init"]), data=str(micro["data"] / "train.jsonl"),
-                             output_dir=str(micro["root"] / "sft-labels"), max_steps=1,
-                             fusion=FusionConfig(think_ratio=1.0, cut_ratio=1.0, seed=2))  # fmt: skip
+    cfg = sft.SFTStageConfig(
+        model=str(micro["init"]),
+        data=str(micro["data"] / "train.jsonl"),
+        output_dir=str(micro["root"] / "sft-labels"),
+        max_steps=1,
+        fusion=FusionConfig(think_ratio=1.0, cut_ratio=1.0, seed=2),
+    )
     trainer, _, profile, _ = sft.make_trainer(cfg)
     n = len(profile.termination_ids)
     for row in trainer.train_dataset.select(range(50)):
@@ -153,27 +234,38 @@ def test_sft_labels_exclude_prompt_and_forced_tokens(micro):
 
 # -- GRPO ------------------------------------------------------------------------------------
 def grpo_config(micro, out: str, **kw):
-    from train_fusion.grpo import BudgetDistribution, GRPOStageConfig
-
-    base = dict(model=str(micro["sft"] / "final"), data=str(micro["data"] / "train.jsonl"),
-                output_dir=str(micro["root"] / out), num_generations=4, prompts_per_step=2,
-                max_completion_length=48, max_steps=2, save_steps=1, learning_rate=1e-3,
-                budgets=BudgetDistribution(unlimited=0.0, no_think=0.0, min_budget=0, max_budget=6))  # fmt: skip
+    base = dict(
+        model=str(micro["sft"] / "final"),
+        data=str(micro["data"] / "train.jsonl"),
+        output_dir=str(micro["root"] / out),
+        num_generations=4,
+        prompts_per_step=2,
+        max_completion_length=48,
+        max_steps=2,
+        save_steps=1,
+        learning_rate=1e-3,
+        budgets=BudgetDistribution(unlimited=0.0, no_think=0.0, min_budget=0, max_budget=6),
+    )
     return GRPOStageConfig(**{**base, **kw})
 
 
 def test_grpo_rollouts_mask_exactly_the_forced_tokens(micro):
-    from train_fusion import grpo
+    from thinkbudget.train_fusion import grpo
 
     trainer, tok, profile, _ = grpo.make_trainer(grpo_config(micro, "grpo-rollout"))
-    prompts = [[{"role": "user", "content": r["question"]}] for r in read_jsonl(micro["data"] / "heldout.jsonl")[:2]]
+    prompts = [
+        [{"role": "user", "content": r["question"]}]
+        for r in read_jsonl(micro["data"] / "heldout.jsonl")[:2]
+    ]
     out = trainer.rollout_func([p for p in prompts for _ in range(4)], trainer)
     assert len(out["completion_ids"]) == 8 and out["logprobs"] is None
     cuts = 0
     for comp, mask, budget in zip(out["completion_ids"], out["env_mask"], out["budget"]):
         assert 0 <= budget <= 6 and len(mask) == len(comp)
         n = len(profile.termination_ids)
-        at = next((i for i in range(len(comp)) if tuple(comp[i : i + n]) == profile.termination_ids), None)
+        at = next(
+            (i for i in range(len(comp)) if tuple(comp[i : i + n]) == profile.termination_ids), None
+        )
         if at is not None and comp[:at].count(profile.start_id) == 1:
             cuts += 1
             assert mask[at : at + n] == [0] * n
@@ -187,31 +279,63 @@ def test_grpo_rollouts_mask_exactly_the_forced_tokens(micro):
 
 
 def test_grpo_smoke_changes_weights(micro):
-    from train_fusion import grpo
+    from thinkbudget.train_fusion import grpo
 
     final = grpo.run(grpo_config(micro, "grpo"))
     assert changed(micro["sft"] / "final", final)
-    logs = [json.loads(line) for line in (micro["root"] / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    logs = [
+        json.loads(line)
+        for line in (micro["root"] / "grpo" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in logs if "reward" in r] == [1, 2]
 
 
 # -- export -> serve -> eval ------------------------------------------------------------------
 def test_export_serve_eval_round_trip(micro):
-    from train_fusion import evaluate
+    from thinkbudget.train_fusion import evaluate
 
     exported = micro["root"] / "exported"
-    subprocess.run([sys.executable, "-m", "serve.cli", "train", "export",
-                    "--model", str(micro["sft"] / "final"), "--output_dir", str(exported)],
-                   check=True, cwd=ROOT)  # fmt: skip
-    assert (exported / "thinking_profile.json").is_file() and not changed(micro["sft"] / "final", exported)
-    cfg = evaluate.EvalConfig(model=str(exported), data=str(micro["data"] / "heldout.jsonl"),
-                              output_dir=str(micro["root"] / "eval"), n=12, budgets=[0, 4, -1],
-                              max_tokens=96, kv_cache_memory_bytes=64 << 20, concurrency=12)  # fmt: skip
-    result = evaluate.run(cfg)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thinkbudget",
+            "train",
+            "export",
+            "--model",
+            str(micro["sft"] / "final"),
+            "--output_dir",
+            str(exported),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    assert (exported / "thinking_profile.json").is_file() and not changed(
+        micro["sft"] / "final", exported
+    )
+    cfg = EvalConfig(
+        model=str(exported),
+        data=str(micro["data"] / "heldout.jsonl"),
+        output_dir=str(micro["root"] / "eval"),
+        n=12,
+        budgets=[0, 4, -1],
+        max_tokens=96,
+        kv_cache_memory_bytes=64 << 20,
+        concurrency=12,
+    )
+    # The evaluator is a client: it talks to a server started as users start it.
+    with ServerProcess(evaluate.server_args(cfg), micro["root"] / "eval-server.log") as server:
+        result = evaluate.run(cfg, server.url)
     rows = {(r["control"], r["budget"]): r for r in result["rows"]}
-    assert set(rows) == {("termination", 0), ("termination", 4), ("termination", -1),
-                         ("hard", 0), ("hard", 4), ("no_think", None)}  # fmt: skip
-    for (control, budget), r in rows.items():
+    assert set(rows) == {
+        ("termination", 0),
+        ("termination", 4),
+        ("termination", -1),
+        ("hard", 0),
+        ("hard", 4),
+        ("no_think", None),
+    }
+    for (_, budget), r in rows.items():
         assert r["n"] == 12 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
         if budget in (0, 4):
             assert r["mean_thinking_tokens"] <= budget  # the server enforced it

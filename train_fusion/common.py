@@ -15,37 +15,15 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from budget.profile import PROFILE_FILENAME, ProfileSpec, ThinkingProfile, detect_spec
+from thinkbudget.budget.profile import PROFILE_FILENAME, ProfileSpec, ThinkingProfile, detect_spec
 
 STAGING, CHECKPOINTS, METRICS = ".staging", "checkpoints", "metrics.jsonl"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
-
-
-@dataclass
-class LoraSettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-
-    def peft_config(self):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=list(self.target_modules),
-            task_type="CAUSAL_LM",
-        )
 
 
 def is_adapter(path: str | Path) -> bool:
@@ -71,7 +49,9 @@ def load_tokenizer_profile(path: str | Path) -> tuple[Any, ThinkingProfile]:
     tokenizer = AutoTokenizer.from_pretrained(path)
     spec = detect_spec(tokenizer, path)
     if spec is None:
-        raise ValueError(f"{path}: the chat template has no <think> delimiters and no {PROFILE_FILENAME}")
+        raise ValueError(
+            f"{path}: the chat template has no <think> delimiters and no {PROFILE_FILENAME}"
+        )
     return tokenizer, ThinkingProfile.from_tokenizer(tokenizer, spec)
 
 
@@ -102,7 +82,9 @@ def prepare_output(output_dir: str | Path, resume: bool) -> tuple[Path, Path | N
     if resume and resume_from is None:
         print(f"thinkbudget: no complete checkpoint under {out / CHECKPOINTS}; starting fresh")
     if not resume and checkpoint_steps(out):
-        raise SystemExit(f"thinkbudget: {out} already has checkpoints: pass --resume, or another output_dir")
+        raise SystemExit(
+            f"thinkbudget: {out} already has checkpoints: pass --resume, or another output_dir"
+        )
     if not resume_from:
         (out / METRICS).unlink(missing_ok=True)
     staging.mkdir(parents=True, exist_ok=True)

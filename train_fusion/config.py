@@ -1,101 +1,199 @@
-"""Stage configs from YAML recipes, with command-line overrides.
+"""The trainer's configs: one dataclass per entry point (`thinkbudget train init|sft|grpo|
+export`, `thinkbudget eval`), with nested sections (fusion data, LoRA, budget draws).
 
-Each stage has one dataclass. `load(cls, path, overrides)` reads the YAML recipe (unknown keys
-are an error, nested sections become nested dataclasses), then applies `--key value` pairs
-from the command line; dotted keys reach nested fields (`--fusion.cut_ratio 0.2`). Values
-are parsed as YAML scalars, so `--max_steps 10`, `--lora null` and `--budgets [0,16]` work.
+Flags and YAML recipes are derived from these by `thinkbudget.budget.config`: every field is
+a recipe key and a flag (`--learning_rate 1e-4`, `--fusion.cut_ratio 0.2`). This module
+imports nothing heavy, so `--help` is quick.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from pathlib import Path
-from typing import Any, TypeVar
+import random
+from dataclasses import dataclass
 
-import yaml
+from thinkbudget.budget.config import option
+from thinkbudget.budget.resolve import ThinkingMode
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    pass
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+CONTROLS = ("termination", "hard", "no_think")
 
 
-def _dataclass_type(tp: Any) -> type | None:
-    """The dataclass inside `tp` (`X`, `X | None`), if any."""
-    if dataclasses.is_dataclass(tp):
-        return tp
-    for arg in typing.get_args(tp):
-        if dataclasses.is_dataclass(arg):
-            return arg
-    return None
+@dataclass
+class LoraSettings:
+    r: int = option(16, help="LoRA rank")
+    alpha: int = option(32, help="LoRA alpha")
+    dropout: float = option(0.0, help="LoRA dropout")
+    target_modules: list[str] = option(
+        default_factory=lambda: list(LORA_TARGETS), help="modules that get adapters"
+    )
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+        )
 
 
-def build(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown {where or cls.__name__} keys: {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        sub = _dataclass_type(hints[key])
-        if sub is not None and isinstance(value, dict):
-            value = build(sub, value, f"{where}{key}.")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{cls.__name__}: {exc}") from None
+@dataclass
+class FusionConfig:
+    think_ratio: float = option(0.5, help="think (and cut) samples; the rest are no_think")
+    cut_ratio: float = option(0.15, help="of all samples: think samples cut at a random budget")
+    flag_ratio: float = option(0.5, help="think samples whose user turn says /think")
+    multi_turn_ratio: float = option(0.1, help="samples with an earlier exchange as history")
+    seed: int = option(0, help="sample-kind and cut-point draws")
+
+    def __post_init__(self) -> None:
+        for name in ("think_ratio", "cut_ratio", "flag_ratio", "multi_turn_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"fusion.{name} must be in [0, 1]")
+        if self.cut_ratio > self.think_ratio:
+            raise ValueError("fusion.cut_ratio cannot exceed fusion.think_ratio")
 
 
-def parse_overrides(args: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    it = iter(args)
-    for flag in it:
-        if not flag.startswith("--"):
-            raise ConfigError(f"expected --key value, got {flag!r}")
-        key, eq, value = flag[2:].partition("=")
-        if not eq:
-            try:
-                value = next(it)
-            except StopIteration:
-                raise ConfigError(f"{flag} needs a value") from None
-        node = out
-        *parents, leaf = key.replace("-", "_").split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = _scalar(value)
-    return out
+@dataclass
+class BudgetDistribution:
+    unlimited: float = option(0.25, help="probability of a group with no budget")
+    no_think: float = option(0.15, help="probability of a no_think group")
+    min_budget: int = option(0, help="the rest: a budget uniform in [min_budget, max_budget]")
+    max_budget: int = option(128, help="largest budget drawn")
+
+    def __post_init__(self) -> None:
+        if self.unlimited < 0 or self.no_think < 0 or self.unlimited + self.no_think > 1:
+            raise ValueError("budgets.unlimited and budgets.no_think must be >= 0, sum <= 1")
+        if not 0 <= self.min_budget <= self.max_budget:
+            raise ValueError("need 0 <= budgets.min_budget <= budgets.max_budget")
+
+    def draw(self, rng: random.Random) -> tuple[ThinkingMode, int | None]:
+        r = rng.random()
+        if r < self.unlimited:
+            return ThinkingMode.UNLIMITED, None
+        if r < self.unlimited + self.no_think:
+            return ThinkingMode.DISABLED, None
+        return ThinkingMode.BUDGET, rng.randint(self.min_budget, self.max_budget)
 
 
-def _scalar(text: str) -> Any:
-    """A YAML scalar, but `3e-3` is a float (YAML 1.1 wants `3.0e-3`)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
+@dataclass
+class InitConfig:
+    data: str = option(help="JSONL records whose text trains the tokenizer")
+    output_dir: str = option(help="where the model folder is written")
+    vocab_size: int = option(512, help="BPE target; the model's vocabulary is the tokenizer's")
+    hidden_size: int = option(256, help="Qwen3Config.hidden_size")
+    intermediate_size: int = option(768, help="Qwen3Config.intermediate_size")
+    num_hidden_layers: int = option(4, help="Qwen3Config.num_hidden_layers")
+    num_attention_heads: int = option(4, help="Qwen3Config.num_attention_heads")
+    num_key_value_heads: int = option(2, help="Qwen3Config.num_key_value_heads")
+    head_dim: int = option(64, help="Qwen3Config.head_dim")
+    max_position_embeddings: int = option(1024, help="Qwen3Config.max_position_embeddings")
+    profile: str = option("qwen3", help="built-in thinking profile the model is trained for")
+    seed: int = option(0, help="weight initialisation seed")
 
 
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+@dataclass(kw_only=True)
+class TrainCommon:
+    """Fields the SFT and GRPO stages share (both build HF TrainingArguments from them)."""
+
+    learning_rate: float = option(2e-4, help="peak learning rate")
+    lr_scheduler_type: str = option("cosine", help="HF scheduler name")
+    max_steps: int = option(-1, help="optimizer steps (> 0 overrides num_train_epochs)")
+    bf16: bool = option(False, help="bf16 mixed precision (GPU)")
+    logging_steps: int = option(10, help="log (and append to metrics.jsonl) every N steps")
+    save_steps: int = option(500, help="checkpoint every N steps (atomic)")
+    save_total_limit: int | None = option(2, help="published checkpoints kept")
+    seed: int = option(0, help="training and data-order seed")
+    resume: bool = option(False, help="continue from the last complete checkpoint")
 
 
-def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    return build(cls, merge(data, parse_overrides(overrides or [])))
+@dataclass(kw_only=True)
+class SFTStageConfig(TrainCommon):
+    model: str = option(help="model folder (full model) to start from")
+    data: str = option(help="JSONL records")
+    output_dir: str = option(help="checkpoints, metrics.jsonl and final/")
+    fusion: FusionConfig = option(default_factory=FusionConfig, help="fusion data mix")
+    lora: LoraSettings | None = option(None, help="LoRA adapter; null: full fine-tuning")
+    num_train_epochs: float = option(1.0, help="epochs over the fusion samples")
+    warmup_ratio: float = option(0.03, help="warm-up, as a fraction of the steps")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    per_device_train_batch_size: int = option(16, help="samples per device per step")
+    gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
+    max_length: int = option(1024, help="longest sample in tokens")
+    dataloader_num_workers: int = option(0, help="data loader worker processes")
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+@dataclass(kw_only=True)
+class GRPOStageConfig(TrainCommon):
+    model: str = option(help="model folder (or LoRA adapter) to start from")
+    data: str = option(help="JSONL records with `gold` answers")
+    output_dir: str = option(help="checkpoints, metrics.jsonl and final/")
+    budgets: BudgetDistribution = option(
+        default_factory=BudgetDistribution, help="thinking condition drawn per group"
+    )
+    lora: LoraSettings | None = option(None, help="LoRA adapter; null: full fine-tuning")
+    loss_type: str = option("dr_grpo", help="dr_grpo | dapo | grpo (TRL)")
+    scale_rewards: str = option("none", help="none | group | batch (TRL)")
+    beta: float = option(0.0, help="KL coefficient")
+    epsilon: float = option(0.2, help="PPO clip range")
+    num_generations: int = option(8, help="rollouts per prompt (the group)")
+    prompts_per_step: int = option(8, help="groups per optimizer step")
+    max_completion_length: int = option(384, help="rollout length in tokens")
+    answer_reserve: int = option(32, help="answer tokens a budget leaves (as the server)")
+    temperature: float = option(1.0, help="rollout sampling temperature")
+    reward_weights: dict[str, float] = option(
+        default_factory=lambda: {"accuracy": 1.0, "think_format": 0.1},
+        help="reward name -> weight (train_fusion.rewards)",
+    )
+    gradient_checkpointing: bool = option(False, help="trade compute for memory")
+    # TrainCommon's fields with GRPO's defaults
+    learning_rate: float = option(1e-5, help="learning rate")
+    lr_scheduler_type: str = option("constant", help="HF scheduler name")
+    max_steps: int = option(100, help="optimizer steps")
+    logging_steps: int = option(1, help="log (and append to metrics.jsonl) every N steps")
+    save_steps: int = option(50, help="checkpoint every N steps (atomic)")
+
+
+@dataclass
+class ExportConfig:
+    model: str = option(help="a stage's final/ folder (full model or LoRA adapter)")
+    output_dir: str = option(help="the servable folder to write")
+    dtype: str = option("float32", help="float32 | bfloat16 | float16")
+
+
+@dataclass
+class EvalConfig:
+    data: str = option(help="held-out JSONL records with `gold` answers")
+    output_dir: str = option(help="results.json, results.md and curve.png")
+    model: str | None = option(
+        None, help="model folder: `thinkbudget eval` serves it for the run (or give base_url)"
+    )
+    base_url: str | None = option(None, help="an already running server to evaluate")
+    api_key: str | None = option(None, secret=True, help="the server's API key, if it has one")
+    label: str = option("", help="name in tables and plots (default: the model folder's)")
+    n: int = option(500, help="questions (the first n records)")
+    budgets: list[int] = option(
+        default_factory=lambda: [0, 16, 32, 64, 128, 256, -1], help="budgets; -1 = unlimited"
+    )
+    controls: list[str] = option(
+        default_factory=lambda: list(CONTROLS), help=f"conditions among {list(CONTROLS)}"
+    )
+    max_tokens: int = option(512, help="max_tokens of each request")
+    temperature: float = option(1.0, help="sampling temperature")
+    seed: int = option(0, help="request i is sent with seed + i")
+    concurrency: int = option(64, help="requests in flight")
+    max_model_len: int = option(1024, help="--max-model-len of the server it starts")
+    kv_cache_memory_bytes: int = option(256 << 20, help="KV cache of the server it starts")
+    server_args: list[str] = option(
+        default_factory=list, help="more `thinkbudget serve` flags for the server it starts"
+    )
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.controls if c not in CONTROLS]
+        if bad:
+            raise ValueError(f"unknown controls {bad}; known: {list(CONTROLS)}")
+        if any(b < -1 for b in self.budgets):
+            raise ValueError("budgets must be >= 0, or -1 for unlimited")
+        if (self.model is None) == (self.base_url is None):
+            raise ValueError("eval needs exactly one of model (served for the run) or base_url")

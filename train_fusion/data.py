@@ -22,29 +22,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from budget.profile import ThinkingProfile
+from thinkbudget.budget.profile import ThinkingProfile
+from thinkbudget.train_fusion.config import FusionConfig
 
 THINK_FLAG, NO_THINK_FLAG = " /think", " /no_think"
-
-
-@dataclass
-class FusionConfig:
-    think_ratio: float = 0.5  # think (and cut) samples; the rest are no_think
-    cut_ratio: float = 0.15  # of all samples: think samples cut at a random budget
-    flag_ratio: float = 0.5  # think samples whose user turn says /think (the rest: no flag)
-    multi_turn_ratio: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("think_ratio", "cut_ratio", "flag_ratio", "multi_turn_ratio"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"fusion.{name} must be in [0, 1]")
-        if self.cut_ratio > self.think_ratio:
-            raise ValueError("fusion.cut_ratio cannot exceed fusion.think_ratio")
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -111,7 +95,13 @@ def build_samples(
     for rec in records:
         r = rng.random()
         kind = "cut" if r < cfg.cut_ratio else "think" if r < cfg.think_ratio else "no_think"
-        flag = NO_THINK_FLAG if kind == "no_think" else THINK_FLAG if rng.random() < cfg.flag_ratio else ""
+        flag = (
+            NO_THINK_FLAG
+            if kind == "no_think"
+            else THINK_FLAG
+            if rng.random() < cfg.flag_ratio
+            else ""
+        )
         messages = with_flag(user_messages(rec), flag)
         if rng.random() < cfg.multi_turn_ratio:
             prev = rng.choice(records)

@@ -1,61 +1,37 @@
 """`thinkbudget eval`: accuracy against the thinking budget, through the real server.
 
-Starts `thinkbudget serve` on the model folder (vLLM engine + `budget/`, the code users run),
-then sends every held-out question under each condition and scores the answers with
-`train_fusion.rewards.accuracy`, the function GRPO trains on:
+A client of the server, as users are: `run(cfg, base_url)` sends every held-out question under
+each condition to a running server (`base_url`); `thinkbudget eval --model FOLDER` first
+starts `thinkbudget serve` on the folder (vLLM engine + `budget/`, the code users run). It
+scores the answers with `train_fusion.rewards.accuracy`, the function GRPO trains on:
 - `termination`: the server's cut at budget B (termination text, `</think>`, answer);
 - `hard`: the same cut with `termination_text: ""` (the end delimiter only);
 - `no_think`: `enable_thinking: false` (the template pre-fills an empty block; one point).
 Budgets are token counts; -1 is unlimited. Per condition it records accuracy with a Wilson
 95% interval, the mean thinking tokens the model wrote (`choice.thinking.tokens`, forced
-text excluded), the mean answer tokens, and how often the server cut. The area under the curve is the mean accuracy
-over budgets from 0 to the largest finite one (trapezoids), so 1.0 is perfect at any budget.
+text excluded), the mean answer tokens, and how often the server cut. The area under the
+curve is the mean accuracy over budgets from 0 to the largest finite one (trapezoids), so 1.0 is perfect at any budget.
 
 Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/curve.png. `--compare A.json B.json
 --output_dir DIR` draws several models' results into one table and plot.
 
-Launch: `thinkbudget eval --config train_fusion/recipes/demo/eval.yaml [--model FOLDER]`
+Launch: `thinkbudget eval --config train_fusion/recipes/demo/eval.yaml [--model FOLDER | --base_url URL]`
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from train_fusion.data import read_jsonl, user_messages
-from train_fusion.rewards import accuracy
-
-CONTROLS = ("termination", "hard", "no_think")
-
-
-@dataclass
-class EvalConfig:
-    model: str
-    data: str
-    output_dir: str
-    label: str = ""
-    n: int = 500
-    budgets: list[int] = field(default_factory=lambda: [0, 16, 32, 64, 128, 256, -1])
-    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
-    max_tokens: int = 512
-    temperature: float = 1.0
-    seed: int = 0
-    concurrency: int = 64
-    max_model_len: int = 1024
-    kv_cache_memory_bytes: int = 256 << 20
-    server_args: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        bad = [c for c in self.controls if c not in CONTROLS]
-        if bad:
-            raise ValueError(f"unknown controls {bad}; known: {list(CONTROLS)}")
-        if any(b < -1 for b in self.budgets):
-            raise ValueError("budgets must be >= 0, or -1 for unlimited")
+from thinkbudget.train_fusion.config import EvalConfig
+from thinkbudget.train_fusion.data import read_jsonl, user_messages
+from thinkbudget.train_fusion.rewards import accuracy
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -77,9 +53,15 @@ def conditions(cfg: EvalConfig) -> list[tuple[str, int | None]]:
     return out
 
 
-def request_body(control: str, budget: int | None, messages: list[dict], cfg: EvalConfig, seed: int) -> dict:
-    body: dict[str, Any] = {"messages": messages, "max_tokens": cfg.max_tokens,
-                            "temperature": cfg.temperature, "seed": seed}  # fmt: skip
+def request_body(
+    control: str, budget: int | None, messages: list[dict], cfg: EvalConfig, seed: int
+) -> dict:
+    body: dict[str, Any] = {
+        "messages": messages,
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "seed": seed,
+    }
     if control == "no_think":
         body["enable_thinking"] = False
     else:
@@ -109,8 +91,9 @@ async def run_condition(client, control, budget, records, cfg) -> dict:
             data = r.json()
             choice, usage = data["choices"][0], data["usage"]
             stats = dict(choice.get("thinking") or {})
-            stats["answer_tokens"] = (usage["completion_tokens"]
-                                      - usage["completion_tokens_details"]["reasoning_tokens"])  # fmt: skip
+            stats["answer_tokens"] = (
+                usage["completion_tokens"] - usage["completion_tokens_details"]["reasoning_tokens"]
+            )
             return choice["message"]["content"] or "", stats
 
     start = time.monotonic()
@@ -133,41 +116,67 @@ async def run_condition(client, control, budget, records, cfg) -> dict:
 
 
 def auc(rows: list[dict], control: str = "termination") -> float | None:
-    pts = sorted((r["budget"], r["accuracy"]) for r in rows if r["control"] == control and r["budget"] not in (None, -1))
+    pts = sorted(
+        (r["budget"], r["accuracy"])
+        for r in rows
+        if r["control"] == control and r["budget"] not in (None, -1)
+    )
     if len(pts) < 2:
         return None
-    area = sum((b1 - b0) * (a0 + a1) / 2 for (b0, a0), (b1, a1) in zip(pts, pts[1:]))
+    area = sum((b1 - b0) * (a0 + a1) / 2 for (b0, a0), (b1, a1) in itertools.pairwise(pts))
     return area / (pts[-1][0] - pts[0][0])
 
 
-def run(cfg: EvalConfig) -> dict:
-    import httpx
+def server_args(cfg: EvalConfig) -> list[str]:
+    """`thinkbudget serve` flags for the server `thinkbudget eval` starts over `cfg.model`."""
+    return [
+        "--model",
+        cfg.model,
+        "--max-model-len",
+        str(cfg.max_model_len),
+        "--kv-cache-memory-bytes",
+        str(cfg.kv_cache_memory_bytes),
+        "--log-level",
+        "warning",
+        *cfg.server_args,
+    ]
 
-    from serve.process import ServerProcess
+
+def run(cfg: EvalConfig, base_url: str) -> dict:
+    """Evaluate every condition against the server at `base_url`, as any client would."""
+    import httpx
 
     records = read_jsonl(cfg.data)[: cfg.n]
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    args = ["--model", cfg.model, "--max-model-len", str(cfg.max_model_len),
-            "--kv-cache-memory-bytes", str(cfg.kv_cache_memory_bytes), "--log-level", "warning",
-            *cfg.server_args]  # fmt: skip
+    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
     rows = []
-    with ServerProcess(args, out / "server.log") as server:
 
-        async def main() -> None:
-            limits = httpx.Limits(max_connections=cfg.concurrency)
-            async with httpx.AsyncClient(base_url=server.url, timeout=600, limits=limits) as client:
-                for control, budget in conditions(cfg):
-                    row = await run_condition(client, control, budget, records, cfg)
-                    rows.append(row)
-                    print(f"eval {cfg.label or cfg.model}: {control:<11} budget {budget!s:>4}: "
-                          f"{row['accuracy']:.3f} [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}], "
-                          f"thinking {row['mean_thinking_tokens']:.1f} tok, {row['seconds']} s",
-                          flush=True)  # fmt: skip
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=cfg.concurrency)
+        async with httpx.AsyncClient(
+            base_url=base_url, timeout=600, limits=limits, headers=headers
+        ) as client:
+            for control, budget in conditions(cfg):
+                row = await run_condition(client, control, budget, records, cfg)
+                rows.append(row)
+                print(
+                    f"eval {cfg.label or cfg.model}: {control:<11} budget {budget!s:>4}: "
+                    f"{row['accuracy']:.3f} [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}], "
+                    f"thinking {row['mean_thinking_tokens']:.1f} tok, {row['seconds']} s",
+                    flush=True,
+                )
 
-        asyncio.run(main())
-    result = {"label": cfg.label or Path(cfg.model).name, "model": cfg.model, "config": asdict(cfg),
-              "rows": rows, "auc_termination": auc(rows), "auc_hard": auc(rows, "hard")}  # fmt: skip
+    asyncio.run(main())
+    label = cfg.label or Path(cfg.model or base_url).name
+    result = {
+        "label": label,
+        "model": cfg.model or base_url,
+        "config": asdict(cfg),
+        "rows": rows,
+        "auc_termination": auc(rows),
+        "auc_hard": auc(rows, "hard"),
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     report([result], out)
     return result
@@ -179,8 +188,10 @@ def _budget_label(b: int | None) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| model | control | budget | accuracy | 95% CI | thinking tokens | answer tokens | cut rate |",
-             "|---|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| model | control | budget | accuracy | 95% CI | thinking tokens | answer tokens | cut rate |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
     for res in results:
         for r in res["rows"]:
             lines.append(
@@ -192,8 +203,10 @@ def markdown(results: list[dict]) -> str:
     lines.append("")
     for res in results:
         a, h = res.get("auc_termination"), res.get("auc_hard")
-        lines.append(f"- {res['label']}: area under the termination curve "
-                     f"{'-' if a is None else f'{a:.3f}'}, hard cut {'-' if h is None else f'{h:.3f}'}")  # fmt: skip
+        lines.append(
+            f"- {res['label']}: area under the termination curve "
+            f"{'-' if a is None else f'{a:.3f}'}, hard cut {'-' if h is None else f'{h:.3f}'}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -210,16 +223,27 @@ def plot(results: list[dict], path: Path) -> None:
     for i, res in enumerate(results):
         color = f"C{i}"
         for control, ls in styles.items():
-            rows = sorted((r for r in res["rows"] if r["control"] == control),
-                          key=lambda r: math.inf if r["budget"] == -1 else r["budget"])  # fmt: skip
+            rows = sorted(
+                (r for r in res["rows"] if r["control"] == control),
+                key=lambda r: math.inf if r["budget"] == -1 else r["budget"],
+            )
             if not rows:
                 continue
             xs = [right if r["budget"] == -1 else r["budget"] for r in rows]
             ys = [r["accuracy"] for r in rows]
             lo = [r["accuracy"] - r["ci95"][0] for r in rows]
             hi = [r["ci95"][1] - r["accuracy"] for r in rows]
-            ax.errorbar(xs, ys, yerr=[lo, hi], ls=ls, marker="o", ms=3, color=color, capsize=2,
-                        label=f"{res['label']}: {control} cut")  # fmt: skip
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lo, hi],
+                ls=ls,
+                marker="o",
+                ms=3,
+                color=color,
+                capsize=2,
+                label=f"{res['label']}: {control} cut",
+            )
         for r in res["rows"]:
             if r["control"] == "no_think":
                 ax.axhline(r["accuracy"], color=color, ls=":", label=f"{res['label']}: no_think")

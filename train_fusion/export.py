@@ -11,17 +11,10 @@ Launch: `thinkbudget train export --config train_fusion/recipes/demo/export.yaml
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from train_fusion.common import load_model, load_tokenizer_profile, save_profile
-
-
-@dataclass
-class ExportConfig:
-    model: str
-    output_dir: str
-    dtype: str = "float32"  # float32 | bfloat16 | float16
+from thinkbudget.train_fusion.common import load_model, load_tokenizer_profile, save_profile
+from thinkbudget.train_fusion.config import ExportConfig
 
 
 def run(cfg: ExportConfig) -> Path:

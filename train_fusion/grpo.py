@@ -11,6 +11,10 @@ at budget B (termination text, `</think>`, separator, then the model's answer). 
 tokens are returned as `env_mask = 0`, which TRL keeps out of the loss and of the length
 statistics. Rewards are `train_fusion.rewards` (the functions `thinkbudget eval` scores with).
 
+The budget of each rollout is resolved by `thinkbudget.budget.resolve`, the function the
+server runs per request, so the clamp to `max_completion_length` (less the cut and
+`answer_reserve`) is the server's.
+
 Deviations: one condition per group rather than per rollout, so that the group baseline
 compares rollouts under the same budget (a per-rollout draw would reward budget luck).
 Rollouts use transformers `generate` (CPU and GPU); a vLLM rollout engine with the budget
@@ -23,16 +27,15 @@ Launch: `thinkbudget train grpo --config train_fusion/recipes/demo/grpo.yaml [--
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from budget.hf_adapter import ThinkingBudgetProcessor
-from budget.profile import ThinkingProfile
-from budget.state import BudgetParams, BudgetState
-from train_fusion import rewards
-from train_fusion.common import (
-    LoraSettings,
+from thinkbudget.budget.hf_adapter import ThinkingBudgetProcessor
+from thinkbudget.budget.profile import ThinkingProfile
+from thinkbudget.budget.resolve import ThinkingMode, ThinkingSettings, resolve
+from thinkbudget.budget.state import BudgetParams, BudgetState
+from thinkbudget.train_fusion import rewards
+from thinkbudget.train_fusion.common import (
     callbacks,
     common_args,
     load_model,
@@ -40,64 +43,17 @@ from train_fusion.common import (
     prepare_output,
     train_stage,
 )
-from train_fusion.data import FusionEncoder, read_jsonl, user_messages
-
-
-@dataclass
-class BudgetDistribution:
-    unlimited: float = 0.25  # probability of a group with no budget
-    no_think: float = 0.15  # probability of a no_think group
-    min_budget: int = 0  # the rest: a budget uniform in [min_budget, max_budget]
-    max_budget: int = 128
-
-    def __post_init__(self) -> None:
-        if self.unlimited < 0 or self.no_think < 0 or self.unlimited + self.no_think > 1:
-            raise ValueError("budgets.unlimited and budgets.no_think must be >= 0, sum <= 1")
-        if not 0 <= self.min_budget <= self.max_budget:
-            raise ValueError("need 0 <= budgets.min_budget <= budgets.max_budget")
-
-    def draw(self, rng: random.Random) -> tuple[str, int | None]:
-        r = rng.random()
-        if r < self.unlimited:
-            return "unlimited", None
-        if r < self.unlimited + self.no_think:
-            return "no_think", None
-        return "budget", rng.randint(self.min_budget, self.max_budget)
-
-
-@dataclass
-class GRPOStageConfig:
-    model: str
-    data: str
-    output_dir: str
-    budgets: BudgetDistribution = field(default_factory=BudgetDistribution)
-    lora: LoraSettings | None = None
-    loss_type: str = "dr_grpo"  # dr_grpo | dapo | grpo
-    scale_rewards: str = "none"  # none | group | batch
-    beta: float = 0.0
-    epsilon: float = 0.2
-    num_generations: int = 8
-    prompts_per_step: int = 8
-    max_completion_length: int = 384
-    temperature: float = 1.0
-    reward_weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "think_format": 0.1})
-    learning_rate: float = 1e-5
-    lr_scheduler_type: str = "constant"
-    max_steps: int = 100
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    logging_steps: int = 1
-    save_steps: int = 50
-    save_total_limit: int | None = 2
-    seed: int = 0
-    resume: bool = False
+from thinkbudget.train_fusion.config import GRPOStageConfig
+from thinkbudget.train_fusion.data import FusionEncoder, read_jsonl, user_messages
 
 
 def group_rng(seed: int, step: int, group: int) -> random.Random:
     return random.Random(f"{seed}:{step}:{group}")
 
 
-def forced_mask(profile: ThinkingProfile, params: BudgetParams, prompt: list[int], completion: list[int]) -> list[int]:
+def forced_mask(
+    profile: ThinkingProfile, params: BudgetParams, prompt: list[int], completion: list[int]
+) -> list[int]:
     """1 for tokens the model chose, 0 for tokens the budget state forced (a replay of the
     same state machine the processor ran, fed the same tokens)."""
     state = BudgetState.for_profile(profile, params, prompt)
@@ -111,12 +67,20 @@ class BudgetRollout:
         self.cfg, self.tok, self.profile = cfg, tokenizer, profile
         self.encoder = FusionEncoder(tokenizer, profile)
 
-    def render(self, messages: list[dict], mode: str) -> list[int]:
-        return self.encoder.prompt_ids(messages, enable_thinking=mode != "no_think")
+    def render(self, messages: list[dict], mode: ThinkingMode) -> list[int]:
+        return self.encoder.prompt_ids(messages, enable_thinking=mode is not ThinkingMode.DISABLED)
 
-    def params(self, mode: str, budget: int | None) -> BudgetParams:
-        cut = self.profile.termination_ids
-        return BudgetParams(0 if mode == "no_think" else budget, cut_ids=cut)
+    def params(self, mode: ThinkingMode, budget: int | None, prompt_len: int) -> BudgetParams:
+        """The server's resolution of this condition (same clamp, same cut ids)."""
+        settings = ThinkingSettings(mode, budget=budget, explicit=budget is not None)
+        return resolve(
+            self.profile,
+            settings,
+            prompt_len=prompt_len,
+            max_tokens=self.cfg.max_completion_length,
+            max_model_len=prompt_len + self.cfg.max_completion_length,
+            answer_reserve=self.cfg.answer_reserve,
+        ).params
 
     def __call__(self, prompts: list, trainer: Any) -> dict[str, list]:
         g, step = self.cfg.num_generations, trainer.state.global_step
@@ -124,15 +88,21 @@ class BudgetRollout:
         for i, messages in enumerate(prompts):
             if i % g == 0:
                 mode, budget = self.cfg.budgets.draw(group_rng(self.cfg.seed, step, i // g))
-            modes.append(mode)
-            budgets.append(-1 if budget is None else budget)
-            prompt_ids.append(self.render(messages, mode))
-            params.append(self.params(mode, budget))
+            ids = self.render(messages, mode)
+            modes.append(mode.value)
+            budgets.append(-1 if budget is None else budget)  # a dataset column: -1 = none
+            prompt_ids.append(ids)
+            params.append(self.params(mode, budget, len(ids)))
         model = trainer.accelerator.unwrap_model(trainer.model)
         completions, masks = generate_budgeted(
-            model, self.tok, self.profile, prompt_ids, params,
-            self.cfg.max_completion_length, self.cfg.temperature,
-        )  # fmt: skip
+            model,
+            self.tok,
+            self.profile,
+            prompt_ids,
+            params,
+            self.cfg.max_completion_length,
+            self.cfg.temperature,
+        )
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": completions,
@@ -199,10 +169,12 @@ def make_trainer(cfg: GRPOStageConfig):
     staging, resume_from = prepare_output(cfg.output_dir, cfg.resume)
     tokenizer, profile = load_tokenizer_profile(cfg.model)
     records = read_jsonl(cfg.data)
-    dataset = Dataset.from_dict({
-        "prompt": [user_messages(r) for r in records],
-        "gold": [r["gold"] for r in records],
-    })  # fmt: skip
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [user_messages(r) for r in records],
+            "gold": [r["gold"] for r in records],
+        }
+    )
     names = list(cfg.reward_weights)
     unknown = [n for n in names if n not in rewards.REWARDS]
     if unknown:

@@ -2,7 +2,7 @@
 records (`question`, `reasoning`, `answer` with `\\boxed{}`, `gold`).
 
 Nothing is downloaded: point it at a local copy of GSM8K's train/test JSONL.
-Launch: `python -m train_fusion.gsm8k gsm8k/train.jsonl data/gsm8k/train.jsonl`
+Launch: `python -m thinkbudget.train_fusion.gsm8k gsm8k/train.jsonl data/gsm8k/train.jsonl`
 """
 
 from __future__ import annotations

@@ -11,35 +11,19 @@ Launch: `thinkbudget train init --config train_fusion/recipes/demo/init.yaml`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from budget.profile import BUILTIN_PROFILES
-from train_fusion.common import save_profile
-from train_fusion.data import read_jsonl
-
-
-@dataclass
-class InitConfig:
-    data: str
-    output_dir: str
-    vocab_size: int = 512  # BPE target; the model's vocabulary is the tokenizer's length
-    hidden_size: int = 256
-    intermediate_size: int = 768
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    head_dim: int = 64
-    max_position_embeddings: int = 1024
-    profile: str = "qwen3"
-    seed: int = 0
+from thinkbudget.budget.profile import BUILTIN_PROFILES
+from thinkbudget.train_fusion.common import save_profile
+from thinkbudget.train_fusion.config import InitConfig
+from thinkbudget.train_fusion.data import read_jsonl
 
 
 def run(cfg: InitConfig) -> Path:
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    from train_fusion.tiny import build_tokenizer
+    from thinkbudget.train_fusion.tokenizer import build_tokenizer
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,8 +32,9 @@ def run(cfg: InitConfig) -> Path:
     for rec in read_jsonl(cfg.data):
         corpus += [rec.get("question", ""), rec["reasoning"], rec["answer"]]
     corpus += [" /think", " /no_think"] * 100
-    tok = build_tokenizer(out, corpus, vocab_size=cfg.vocab_size,
-                          extra=[spec.termination_text, spec.extension_text])  # fmt: skip
+    tok = build_tokenizer(
+        out, corpus, vocab_size=cfg.vocab_size, extra=[spec.termination_text, spec.extension_text]
+    )
     torch.manual_seed(cfg.seed)
     config = Qwen3Config(
         vocab_size=len(tok),
@@ -68,7 +53,9 @@ def run(cfg: InitConfig) -> Path:
     )
     model = Qwen3ForCausalLM(config)
     model.save_pretrained(out, safe_serialization=True)
-    GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(out)
+    GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(
+        out
+    )
     save_profile(spec, out)
     n = sum(p.numel() for p in model.parameters())
     print(f"init: {n / 1e6:.2f}M parameters, vocabulary {len(tok)}, written to {out}")

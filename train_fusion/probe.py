@@ -6,7 +6,7 @@ generation the GRPO rollouts use, and scores them with `rewards.accuracy`. The r
 numbers of the project come from `thinkbudget eval` (vLLM, through the server); this is a
 monitor.
 
-Launch: `python -m train_fusion.probe MODEL DATA.jsonl [--n 256] [--budgets -1,0,32,64]`
+Launch: `python -m thinkbudget.train_fusion.probe MODEL DATA.jsonl [--n 256] [--conditions no_think,unlimited,32]`
 """
 
 from __future__ import annotations
@@ -14,15 +14,32 @@ from __future__ import annotations
 import argparse
 import time
 
-from budget.state import BudgetParams
-from train_fusion.common import load_model, load_tokenizer_profile
-from train_fusion.data import FusionEncoder, read_jsonl, user_messages
-from train_fusion.grpo import generate_budgeted
-from train_fusion.rewards import accuracy
+from thinkbudget.budget.resolve import ThinkingMode, ThinkingSettings, resolve
+from thinkbudget.train_fusion.common import load_model, load_tokenizer_profile
+from thinkbudget.train_fusion.data import FusionEncoder, read_jsonl, user_messages
+from thinkbudget.train_fusion.grpo import generate_budgeted
+from thinkbudget.train_fusion.rewards import accuracy
 
 
-def probe(model_dir: str, data: str, n: int, budgets: list[int], max_new_tokens: int = 400,
-          temperature: float = 1.0, batch: int = 256, device: str | None = None) -> dict[str, float]:  # fmt: skip
+def condition(name: str) -> tuple[ThinkingMode, int | None]:
+    """`no_think`, `unlimited` or a budget in tokens."""
+    if name == "no_think":
+        return ThinkingMode.DISABLED, None
+    if name == "unlimited":
+        return ThinkingMode.UNLIMITED, None
+    return ThinkingMode.BUDGET, int(name)
+
+
+def probe(
+    model_dir: str,
+    data: str,
+    n: int,
+    conditions: list[str],
+    max_new_tokens: int = 400,
+    temperature: float = 1.0,
+    batch: int = 256,
+    device: str | None = None,
+) -> dict[str, float]:
     import torch
 
     tok, profile = load_tokenizer_profile(model_dir)
@@ -32,20 +49,30 @@ def probe(model_dir: str, data: str, n: int, budgets: list[int], max_new_tokens:
     records = read_jsonl(data)[:n]
     encoder = FusionEncoder(tok, profile)
     results = {}
-    for budget in budgets:
-        mode = "no_think" if budget == -2 else "think"
-        prompts = [encoder.prompt_ids(user_messages(r), enable_thinking=mode == "think")
-                   for r in records]  # fmt: skip
-        cap = None if budget < 0 else budget
-        params = BudgetParams(0 if mode == "no_think" else cap, cut_ids=profile.termination_ids)
+    for name in conditions:
+        mode, budget = condition(name)
+        settings = ThinkingSettings(mode, budget=budget, explicit=budget is not None)
+        think = mode is not ThinkingMode.DISABLED
+        prompts = [encoder.prompt_ids(user_messages(r), enable_thinking=think) for r in records]
+        params = [
+            resolve(
+                profile,
+                settings,
+                prompt_len=len(p),
+                max_tokens=max_new_tokens,
+                max_model_len=len(p) + max_new_tokens,
+                answer_reserve=0,
+            ).params
+            for p in prompts
+        ]
         texts = []
         for i in range(0, len(prompts), batch):
             chunk = prompts[i : i + batch]
-            comps, _ = generate_budgeted(model, tok, profile, chunk, [params] * len(chunk),
-                                         max_new_tokens, temperature)  # fmt: skip
+            comps, _ = generate_budgeted(
+                model, tok, profile, chunk, params[i : i + batch], max_new_tokens, temperature
+            )
             texts += tok.batch_decode(comps, skip_special_tokens=True)
         acc = sum(accuracy(texts, [r["gold"] for r in records])) / len(records)
-        name = "no_think" if budget == -2 else "unlimited" if budget == -1 else f"budget {budget}"
         results[name] = acc
         print(f"probe {model_dir}: {name}: {acc:.3f}  e.g. {texts[0][-80:]!r}", flush=True)
     return results
@@ -56,12 +83,15 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("data")
     ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--budgets", default="-2,-1,32,64", help="-1 unlimited, -2 no_think")
+    ap.add_argument(
+        "--conditions",
+        default="no_think,unlimited,32,64",
+        help="comma-separated: no_think, unlimited, or a budget in tokens",
+    )
     ap.add_argument("--temperature", type=float, default=1.0)
     args = ap.parse_args()
     start = time.monotonic()
-    probe(args.model, args.data, args.n, [int(b) for b in args.budgets.split(",")],
-          temperature=args.temperature)  # fmt: skip
+    probe(args.model, args.data, args.n, args.conditions.split(","), temperature=args.temperature)
     print(f"probe: {time.monotonic() - start:.0f} s")
 
 

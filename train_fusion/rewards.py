@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from thinkbudget.budget.resolve import ThinkingMode
+
 START, END = "<think>", "</think>"
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -43,7 +45,9 @@ def is_correct(answer: str, gold: str) -> bool:
 
 
 def accuracy(completions: list, gold: list[str], **_: Any) -> list[float | None]:
-    return [float(is_correct(answer_part(completion_text(c)), g)) for c, g in zip(completions, gold)]
+    return [
+        float(is_correct(answer_part(completion_text(c)), g)) for c, g in zip(completions, gold)
+    ]
 
 
 def think_format(completions: list, mode: list[str] | None = None, **_: Any) -> list[float | None]:
@@ -51,7 +55,7 @@ def think_format(completions: list, mode: list[str] | None = None, **_: Any) -> 
     for i, c in enumerate(completions):
         text = completion_text(c)
         starts, ends = text.count(START), text.count(END)
-        if mode is not None and mode[i] == "no_think":
+        if mode is not None and mode[i] == ThinkingMode.DISABLED:
             ok = starts == 0 and ends == 0
         else:
             ok = starts <= 1 and ends == 1 and text.find(START) <= text.find(END)

@@ -17,11 +17,9 @@ Launch: `thinkbudget train sft --config train_fusion/recipes/demo/sft.yaml [--re
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from train_fusion.common import (
-    LoraSettings,
+from thinkbudget.train_fusion.common import (
     callbacks,
     common_args,
     load_model,
@@ -29,32 +27,8 @@ from train_fusion.common import (
     prepare_output,
     train_stage,
 )
-from train_fusion.data import FusionConfig, FusionEncoder, build_samples, read_jsonl
-
-
-@dataclass
-class SFTStageConfig:
-    model: str
-    data: str
-    output_dir: str
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    lora: LoraSettings | None = None  # None: full fine-tuning
-    max_steps: int = -1  # > 0 overrides num_train_epochs
-    num_train_epochs: float = 1.0
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    max_length: int = 1024
-    bf16: bool = False
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    seed: int = 0
-    resume: bool = False
-    dataloader_num_workers: int = 0
+from thinkbudget.train_fusion.config import SFTStageConfig
+from thinkbudget.train_fusion.data import FusionEncoder, build_samples, read_jsonl
 
 
 def build_dataset(cfg: SFTStageConfig, tokenizer, profile):
@@ -63,11 +37,15 @@ def build_dataset(cfg: SFTStageConfig, tokenizer, profile):
     encoder = FusionEncoder(tokenizer, profile)
     samples = list(build_samples(read_jsonl(cfg.data), encoder, cfg.fusion))
     kinds = Counter(s["kind"] for s in samples)
-    print(f"sft: {len(samples)} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
-    return Dataset.from_dict({
-        "input_ids": [s["input_ids"] for s in samples],
-        "completion_mask": [s["completion_mask"] for s in samples],
-    })  # fmt: skip
+    print(
+        f"sft: {len(samples)} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    )
+    return Dataset.from_dict(
+        {
+            "input_ids": [s["input_ids"] for s in samples],
+            "completion_mask": [s["completion_mask"] for s in samples],
+        }
+    )
 
 
 def make_trainer(cfg: SFTStageConfig):

@@ -13,7 +13,7 @@ the same thing, to give budget-aware RL a real choice:
             same two look-ups (products and sums mod 11), with restatements)
 The answer line is `The answer is N.`; `gold` is N as a string.
 
-Launch: `python -m train_fusion.task OUT_DIR` writes train.jsonl / heldout.jsonl with
+Launch: `python -m thinkbudget.train_fusion.task OUT_DIR` writes train.jsonl / heldout.jsonl with
 disjoint questions (the held-out split is fixed by the seed).
 """
 
@@ -40,9 +40,7 @@ def trace(a: int, b: int, x: int, k: int, style: str) -> tuple[list[str], int]:
         if style == "concise":
             lines.append(f"{a}*{x}={t} {t}+{b}={y}")
         else:
-            lines.append(
-                f"Step {i}: x is {x}. {a} times {x} is {t}. {t} plus {b} is {y}."
-            )
+            lines.append(f"Step {i}: x is {x}. {a} times {x} is {t}. {t} plus {b} is {y}.")
         x = y
     return lines, x
 

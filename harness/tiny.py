@@ -12,7 +12,7 @@ No model hub is reachable, so tests and the server's fallback default use this. 
    The model learns to open and close thinking and to answer after a cut; it is not meant
    to be accurate (issue 3's demo model is).
 
-Launch: `python -m train_fusion.tiny OUT_DIR [--steps N]`; `ensure_tiny_model()` caches the
+Launch: `python -m harness.tiny OUT_DIR [--steps N]`; `ensure_tiny_model()` caches the
 result under `.cache/` keyed by a version string so tests build it once.
 """
 
@@ -25,37 +25,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from thinkbudget.train_fusion.tokenizer import build_tokenizer
+
 VERSION = "tiny-v3"
 ROOT = Path(__file__).resolve().parent.parent
-
-CHAT_TEMPLATE = """\
-{%- for message in messages %}
-{%- if message.role == 'assistant' %}
-{%- set content = message.content %}
-{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}
-{{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}
-{%- else %}
-{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
-{%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}
-{{- '<|im_start|>assistant\\n' }}
-{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}
-{%- endif %}"""
-
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-THINK = ["<think>", "</think>"]
 
 
 def sample(rng: random.Random, think: bool, cut: bool = False) -> list[str]:
     """One conversation of the sum task in Qwen3's fused format, as the pieces the server
     tokenises separately: the templated prompt (with the no_think pre-fill), the model's
     text, and on a budget-cut sample (`cut`) the termination text that `budget/` forces."""
-    from budget.profile import QWEN3_TERMINATION
+    from thinkbudget.budget.profile import QWEN3_TERMINATION
 
     nums = [rng.randint(0, 9) for _ in range(rng.randint(2, 6))]
     flag = "" if think and rng.random() < 0.5 else (" /think" if think else " /no_think")
-    prompt = f"<|im_start|>user\nsum {' '.join(map(str, nums))}{flag}<|im_end|>\n<|im_start|>assistant\n"
+    prompt = (
+        f"<|im_start|>user\nsum {' '.join(map(str, nums))}{flag}<|im_end|>\n<|im_start|>assistant\n"
+    )
     end = [str(sum(nums)), "<|im_end|>\n"]
     if not think:
         return [prompt + "<think>\n\n</think>\n\n", *end]
@@ -68,38 +54,6 @@ def sample(rng: random.Random, think: bool, cut: bool = False) -> list[str]:
         reasoning = reasoning[: rng.randint(0, len(reasoning) - 1)]
         return [prompt, "<think>", reasoning, QWEN3_TERMINATION, "</think>", "\n\n", *end]
     return [prompt, "<think>", reasoning, "</think>", "\n\n", *end]
-
-
-def build_tokenizer(out: Path, corpus: list[str], vocab_size: int = 400,
-                    extra: list[str] | None = None):
-    """Byte-level BPE trained on `corpus` (+ `extra` texts, repeated so they get merged)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from budget.profile import QWEN3_TERMINATION
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    extra = (extra or [QWEN3_TERMINATION, "Wait, let me check.", "The answer is"]) * 20
-    tok.train_from_iterator(corpus + extra, trainer)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        chat_template=CHAT_TEMPLATE,
-    )
-    fast.save_pretrained(out)
-    return fast
 
 
 def build(out: Path, steps: int = 300, seed: int = 0) -> Path:
@@ -134,7 +88,7 @@ def build(out: Path, steps: int = 300, seed: int = 0) -> Path:
         ]
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         model.train()
-        for step in range(steps):
+        for _ in range(steps):
             batch = rng.sample(enc, 32)
             width = max(map(len, batch))
             ids = torch.full((len(batch), width), tok.pad_token_id)
@@ -148,7 +102,9 @@ def build(out: Path, steps: int = 300, seed: int = 0) -> Path:
             opt.zero_grad()
         model.eval()
     model.save_pretrained(out, safe_serialization=True)
-    GenerationConfig(eos_token_id=config.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(out)
+    GenerationConfig(
+        eos_token_id=config.eos_token_id, pad_token_id=tok.pad_token_id
+    ).save_pretrained(out)
     (out / "thinkbudget_tiny.json").write_text(json.dumps({"version": VERSION, "steps": steps}))
     return out
 
@@ -179,3 +135,18 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def tiny_server_args(model: Path, *extra: str) -> list[str]:
+    """Flags for a small CPU server over the tiny model (tests, quick benches)."""
+    return [
+        "--model",
+        str(model),
+        "--kv-cache-memory-bytes",
+        str(64 << 20),
+        "--max-model-len",
+        "1024",
+        "--log-level",
+        "warning",
+        *extra,
+    ]

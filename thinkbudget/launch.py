@@ -1,5 +1,6 @@
 """Run `thinkbudget serve` (or any OpenAI-compatible server command) as a subprocess on
-loopback and wait until `/health` answers; used by the tests and the benchmarks."""
+loopback and wait until `/health` answers: `thinkbudget eval` serves a model folder this way,
+and the tests and benchmarks start their servers with it."""
 
 from __future__ import annotations
 
@@ -20,13 +21,19 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, args: list[str], log: Path, *, module: str = "serve.cli serve",
-                 startup_s: float = 300) -> None:  # fmt: skip
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        *,
+        module: str = "thinkbudget serve",
+        startup_s: float = 300,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log
-        self._log = open(log, "w")
+        self._log = open(log, "w")  # noqa: SIM115 (closed in stop())
         cmd = [sys.executable, "-m", *module.split(), "--port", str(self.port), *args]
         env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1"}
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
@@ -58,9 +65,3 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def tiny_server_args(model: Path, *extra: str) -> list[str]:
-    """Flags for a small CPU server over the tiny model (tests, quick benches)."""
-    return ["--model", str(model), "--kv-cache-memory-bytes", str(64 << 20),
-            "--max-model-len", "1024", "--log-level", "warning", *extra]  # fmt: skip

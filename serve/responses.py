@@ -1,0 +1,205 @@
+"""OpenAI response bodies from a `Generation`: one chat completion or completion, or its
+server-sent-event stream. Streams report a failure after the 200 header in-band (an `error`
+event), then end with `[DONE]` as OpenAI's do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from thinkbudget.budget.resolve import ThinkingMode
+from thinkbudget.budget.state import Kind
+from thinkbudget.serve.generation import Delta, Generation
+from thinkbudget.serve.logprobs import chat_logprobs, completion_logprobs
+from thinkbudget.serve.protocol import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    Completion,
+    CompletionChoice,
+    DeltaMessage,
+    ResponseMessage,
+)
+from thinkbudget.serve.tools import (
+    ToolPlan,
+    extract,
+    finish_delta,
+    finish_reason,
+    fork,
+    stream_delta,
+)
+
+log = logging.getLogger("thinkbudget")
+
+
+def sse(chunks: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type="text/event-stream")
+
+
+def _data(obj: Any) -> str:
+    if hasattr(obj, "model_dump_json"):
+        return f"data: {obj.model_dump_json(exclude_none=True)}\n\n"
+    return f"data: {json.dumps(obj)}\n\n"
+
+
+def _error_event(exc: Exception) -> str:
+    log.exception("stream failed")
+    body = {
+        "message": str(exc) or "internal error",
+        "type": "server_error",
+        "param": None,
+        "code": 500,
+    }
+    return _data({"error": body})
+
+
+def _chunk(head: dict, index: int, **delta: Any) -> str:
+    choice = ChunkChoice(index=index, delta=DeltaMessage(**delta))
+    return _data(ChatCompletionChunk(**head, choices=[choice]))
+
+
+async def chat_response(gen: Generation, tools: ToolPlan, model: str) -> ChatCompletion:
+    n = len(gen.choices)
+    reasoning: list[list[str]] = [[] for _ in range(n)]
+    content: list[list[str]] = [[] for _ in range(n)]
+    async for d in gen.events():
+        reasoning[d.index].append(d.reasoning)
+        content[d.index].append(d.content)
+    thinks = gen.preps[0].settings.mode is not ThinkingMode.NONE
+    choices = []
+    for i, choice in enumerate(gen.choices):
+        text = "".join(reasoning[i]) if thinks else None
+        answer, calls = extract(tools, "".join(content[i]))
+        message = ResponseMessage(
+            content=answer, tool_calls=calls, reasoning_content=text, reasoning=text
+        )
+        logprobs = chat_logprobs(choice.logprobs) if choice.prep.logprobs is not None else None
+        reason = finish_reason(tools, calls, choice.tracker.finish_reason)
+        choices.append(
+            ChatChoice(
+                index=i,
+                message=message,
+                logprobs=logprobs,
+                finish_reason=reason,
+                thinking=gen.stats(i),
+                **gen.ids(i),
+            )
+        )
+    request_id = gen.preps[0].request_id
+    return ChatCompletion(id=request_id, model=model, choices=choices, usage=gen.usage())
+
+
+def _chat_delta(head: dict, d: Delta, plan: ToolPlan) -> list[str]:
+    """The SSE events of one delta of one choice (not its last)."""
+    out = []
+    if d.logprobs is not None:  # the tokens' entries ride on their own chunk
+        choice = ChunkChoice(
+            index=d.index, delta=DeltaMessage(), logprobs=chat_logprobs(d.logprobs)
+        )
+        out.append(_data(ChatCompletionChunk(**head, choices=[choice])))
+    if d.reasoning:
+        out.append(_chunk(head, d.index, reasoning_content=d.reasoning, reasoning=d.reasoning))
+    if d.content or d.tokens:
+        ids = [f.token for f in d.tokens if f.kind is Kind.CONTENT]
+        text, calls = (
+            stream_delta(plan, d.content, ids) if plan.mode != "none" else (d.content, None)
+        )
+        if text or calls:
+            out.append(_chunk(head, d.index, content=text or None, tool_calls=calls))
+    return out
+
+
+async def chat_chunks(gen: Generation, tools: ToolPlan, model: str, usage: bool):
+    head = {"id": gen.preps[0].request_id, "created": int(time.time()), "model": model}
+    plans = [fork(tools, gen.handle.tokenizer) for _ in gen.choices]
+    try:
+        for i in range(len(gen.choices)):
+            yield _chunk(head, i, role="assistant", content="")
+        async for d in gen.events():
+            plan = plans[d.index]
+            for event in _chat_delta(head, d, plan):
+                yield event
+            if d.done:
+                calls = finish_delta(plan)
+                if calls:
+                    yield _chunk(head, d.index, tool_calls=calls)
+                called = bool(calls) or any(
+                    c.get("function", {}).get("name") for c in _streamed_calls(plan)
+                )
+                reason = finish_reason(
+                    plan, [1] if called else [], gen.trackers[d.index].finish_reason
+                )
+                last = ChunkChoice(
+                    index=d.index,
+                    delta=DeltaMessage(),
+                    finish_reason=reason,
+                    thinking=gen.stats(d.index),
+                    **gen.ids(d.index),
+                )
+                yield _data(ChatCompletionChunk(**head, choices=[last]))
+        if usage:
+            yield _data(ChatCompletionChunk(**head, choices=[], usage=gen.usage()))
+    except Exception as exc:  # after the 200 header: report in-band, then end the stream
+        yield _error_event(exc)
+    yield "data: [DONE]\n\n"
+
+
+def _streamed_calls(plan: ToolPlan) -> list[dict]:
+    """The tool calls an auto parser streamed (vLLM's parsers keep them)."""
+    if plan.mode != "auto":
+        return []
+    return list(plan.parser.prev_tool_call_arr)
+
+
+def _completion_choice(gen: Generation, i: int, text: str, done: bool, offset: int = 0):
+    choice = gen.choices[i]
+    logprobs = None
+    if choice.prep.logprobs is not None:
+        logprobs = completion_logprobs(choice.logprobs, offset)
+    return CompletionChoice(
+        index=i,
+        text=text,
+        logprobs=logprobs,
+        finish_reason=choice.tracker.finish_reason if done else None,
+        thinking=gen.stats(i) if done else None,
+        **(gen.ids(i) if done else {}),
+    )
+
+
+async def completion_response(gen: Generation, model: str, echo: list[str]):
+    n = gen.preps[0].n
+    texts = [[echo[i // n]] for i in range(len(gen.choices))]
+    async for d in gen.events():
+        texts[d.index].append(d.content)
+    choices = [
+        _completion_choice(gen, i, "".join(t), True, len(echo[i // n])) for i, t in enumerate(texts)
+    ]
+    request_id = gen.preps[0].request_id
+    return Completion(id=request_id, model=model, choices=choices, usage=gen.usage())
+
+
+async def completion_chunks(gen: Generation, model: str, usage: bool, echo: list[str]):
+    head = {"id": gen.preps[0].request_id, "created": int(time.time()), "model": model}
+    n = gen.preps[0].n
+    try:
+        for i in range(len(gen.choices)):
+            if echo[i // n]:
+                choice = CompletionChoice(index=i, text=echo[i // n], finish_reason=None)
+                yield _data(Completion(**head, choices=[choice]))
+        async for d in gen.events():
+            if d.content or d.done or d.logprobs:
+                choice = _completion_choice(gen, d.index, d.content, d.done)
+                if d.logprobs is not None:
+                    choice.logprobs = completion_logprobs(d.logprobs, 0)
+                yield _data(Completion(**head, choices=[choice]))
+        if usage:
+            yield _data(Completion(**head, choices=[], usage=gen.usage()))
+    except Exception as exc:  # after the 200 header: report in-band, then end the stream
+        yield _error_event(exc)
+    yield "data: [DONE]\n\n"

@@ -1,3 +1,0 @@
-from train_fusion.cli import main
-
-main()
