@@ -34,9 +34,11 @@ class ConfigError(ValueError):
 def option(
     default: Any = MISSING, *, help: str, default_factory: Any = MISSING, secret: bool = False
 ) -> Any:
-    """A config field with its help text (`secret` hides the default in `--help`)."""
+    """A config field with its help text (`secret`: kept out of `--help` defaults and repr)."""
     meta = {"help": help, "secret": secret}
-    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata=meta, repr=not secret
+    )
 
 
 def _dataclass_type(tp: Any) -> type | None:

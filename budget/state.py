@@ -18,16 +18,16 @@ Semantics (budget B, cut window W, minimum thinking M):
   that wrote "Wait" itself from one that tried to stop, and the adapter cannot see the draw.
   With an empty extension text the end delimiter is simply banned below M.
 - After a cut, or a natural end with no budget left, the start delimiter is banned: the model
-  cannot re-open thinking unbudgeted. A natural end with budget left may re-open; the new
-  block spends what remains.
+  cannot re-open thinking unbudgeted. A natural end with budget left may re-open at once;
+  the new block spends what remains. Thinking comes before the answer: once an answer
+  token is out, the start delimiter is banned.
 - Only thinking still open at the end of the prompt counts; closed blocks are history. With
   B = 0 and a prompt whose last delimiter closes thinking (a no_think template pre-fill),
   the start delimiter is banned from the first step.
 - Outside thinking an end delimiter means nothing, so it is banned there (a stray `</think>`
   in an answer would otherwise read as a second cut).
 - An answer-start token (`answer_ids`, e.g. `<tool_call>`) sampled inside thinking ends the
-  thinking: the tool call is the answer, so a cut can never land inside it. Once an answer
-  has started with one, thinking cannot re-open.
+  thinking: the tool call is the answer, so a cut can never land inside it.
 
 Each call costs O(1) in the sequence length; the prompt is scanned once, from its end.
 """
@@ -221,9 +221,11 @@ class BudgetState:
                 self.thinking = True
                 self._maybe_cut(boundary=False)
                 return Kind.DELIMITER, False
-            if tok in self.answer_ids and not self.no_reopen:
+            if tok == self.end_id:
+                return Kind.DELIMITER, False
+            if not self.no_reopen:  # the answer has started: thinking cannot open in it
                 self._close(reopen=False)
-            return (Kind.DELIMITER if tok == self.end_id else Kind.CONTENT), False
+            return Kind.CONTENT, False
         if tok == self.end_id:
             self._close(reopen=self.budget is None or self.used < self.budget)
             return Kind.DELIMITER, False

@@ -53,14 +53,18 @@ async def on_http(_: Request, exc: StarletteHTTPException):
     return error_response(exc.status_code, str(exc.detail))
 
 
-async def on_error(_: Request, exc: Exception):
-    from vllm.exceptions import VLLMClientError
-    from vllm.v1.engine.exceptions import EngineDeadError
+async def on_client_error(_: Request, exc: Exception):
+    """vLLM's own request validation (sampling parameters, grammars): a 400. Registered per
+    exception type so that the connection stays open (Starlette's catch-all handler answers,
+    then re-raises, and the server closes the connection)."""
+    return error_response(400, str(exc))
 
-    if isinstance(exc, EngineDeadError):
-        return error_response(503, "the engine has stopped; the server is restarting")
-    if isinstance(exc, (ValueError, VLLMClientError)):  # vLLM's own request validation
-        return error_response(400, str(exc))
+
+async def on_engine_dead(_: Request, exc: Exception):
+    return error_response(503, "the engine has stopped; the server is restarting")
+
+
+async def on_error(_: Request, exc: Exception):
     log.exception("unhandled error")
     return error_response(500, "internal error")
 
@@ -106,6 +110,12 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(RequestError, on_request_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    from vllm.exceptions import VLLMClientError
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    app.add_exception_handler(ValueError, on_client_error)
+    app.add_exception_handler(VLLMClientError, on_client_error)
+    app.add_exception_handler(EngineDeadError, on_engine_dead)
     app.add_exception_handler(Exception, on_error)
     app.include_router(router)
     return app

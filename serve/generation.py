@@ -163,17 +163,20 @@ class Generation:
         """One engine output of a choice; returns its delta and whether to splice."""
         tracker, splice = choice.tracker, choice.prep.splice_id
         ids, reason = list(out.token_ids), out.finish_reason
-        at_splice = reason == "stop" and ids and ids[-1] == splice
-        cut = at_splice and tracker.state is not None and tracker.state.cut_pending
-        head = ids[:-1] if cut else ids
+        at_splice = bool(reason == "stop" and ids and ids[-1] == splice)
+        head = ids[:-1] if at_splice else ids
         reasoning, content, fed = tracker.feed(head)
-        if cut:  # the engine stopped where the cut goes: the cut is forced, not sampled
-            r, c, forced = tracker.feed(list(tracker.state.queue))
-            reasoning, content, fed = reasoning + r, content + c, fed + forced
+        cut = at_splice and tracker.state is not None and tracker.state.cut_pending
+        # At the splice token: the engine stopped where the cut goes (the cut is forced, not
+        # sampled), or the model ended on that token itself.
+        tail = list(tracker.state.queue) if cut else ids[len(head) :]
+        r, c, more = tracker.feed(tail)
+        reasoning, content, fed = reasoning + r, content + c, fed + more
         logprobs = None
         if choice.prep.logprobs is not None:
+            sampled = len(head) + (0 if cut else len(tail))
             logprobs = token_logprobs(
-                self.handle.tokenizer, fed, out.logprobs, len(head), choice.prep.logprobs
+                self.handle.tokenizer, fed, out.logprobs, sampled, choice.prep.logprobs
             )
             choice.logprobs += logprobs
         done = not cut and (reason is not None or tracker.stopped)

@@ -126,12 +126,10 @@ async def chat_chunks(gen: Generation, tools: ToolPlan, model: str, usage: bool)
             for event in _chat_delta(head, d, plan):
                 yield event
             if d.done:
-                calls = finish_delta(plan)
-                if calls:
-                    yield _chunk(head, d.index, tool_calls=calls)
-                called = bool(calls) or any(
-                    c.get("function", {}).get("name") for c in _streamed_calls(plan)
-                )
+                text, calls = finish_delta(plan)
+                if text or calls:
+                    yield _chunk(head, d.index, content=text or None, tool_calls=calls)
+                called = bool(calls) or any(c.get("name") for c in _streamed_calls(plan))
                 reason = finish_reason(
                     plan, [1] if called else [], gen.trackers[d.index].finish_reason
                 )

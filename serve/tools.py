@@ -31,14 +31,15 @@ class ToolPlan:
     named: str | None = None
     schema: dict | None = None  # the answer's JSON schema (required / named)
     structured: Any = None  # vllm StructuredOutputsParams for the answer, if any
-    streamed: list[str] = field(default_factory=list)  # content so far (auto streaming)
+    streamed: list[str] = field(default_factory=list)  # answer text so far (streaming)
+    sent: list[str] = field(default_factory=list)  # content sent so far (streaming)
     ids: list[int] = field(default_factory=list)
 
 
 def fork(plan: ToolPlan, tokenizer: Any) -> ToolPlan:
     """A choice's own copy: vLLM's streaming parsers keep per-stream state."""
     parser = type(plan.parser)(tokenizer, plan.vreq.tools) if plan.parser is not None else None
-    return replace(plan, parser=parser, streamed=[], ids=[])
+    return replace(plan, parser=parser, streamed=[], sent=[], ids=[])
 
 
 def _vllm_request(req: ChatCompletionRequest) -> Any:
@@ -150,15 +151,23 @@ def stream_delta(plan: ToolPlan, delta: str, ids: list[int]) -> tuple[str, list[
     if out is None:
         return "", None
     calls = [c.model_dump(exclude_none=True) for c in out.tool_calls] or None
+    plan.sent.append(out.content or "")
     return out.content or "", calls
 
 
-def finish_delta(plan: ToolPlan) -> list[dict] | None:
-    """Tool-call deltas sent when a required / named choice ends (whole calls)."""
+def finish_delta(plan: ToolPlan) -> tuple[str, list[dict] | None]:
+    """(content, tool-call deltas) sent when a choice ends: for required / named the whole
+    calls (or the answer as text if it holds none: cut short by max_tokens); for auto the
+    content the parser held back as a possible tag start and the final parse says is text."""
+    if plan.mode == "auto":
+        content, _ = extract(plan, "".join(plan.streamed))
+        sent = "".join(plan.sent)
+        rest = content[len(sent) :] if content and content.startswith(sent) else ""
+        return rest, None
     if plan.mode not in ("required", "named"):
-        return None
-    _, calls = extract(plan, "".join(plan.streamed))
-    return [{"index": i, **c} for i, c in enumerate(calls)] or None
+        return "", None
+    content, calls = extract(plan, "".join(plan.streamed))
+    return content or "", [{"index": i, **c} for i, c in enumerate(calls)] or None
 
 
 def finish_reason(plan: ToolPlan, calls: list, reason: str | None) -> str | None:

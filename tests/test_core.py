@@ -155,3 +155,9 @@ def test_server_encode_matches_transformers(tokenizer):
             assert handle.encode(text, special) == tokenizer.encode(
                 text, add_special_tokens=special
             )
+
+
+def test_server_config_keeps_the_api_key_out_of_repr_and_help():
+    from thinkbudget.serve.config import ServerConfig
+
+    assert "sekrit" not in repr(ServerConfig(api_key="sekrit"))

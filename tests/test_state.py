@@ -168,7 +168,7 @@ def test_min_thinking_without_extension_bans_end():
 
 def test_natural_end_with_budget_left_may_reopen_and_spends_the_rest():
     params = BudgetParams(6, 0, 0, CUT, ())
-    emitted, forced, kinds, state = run(params, [], [START, 0, 0, END, 10, START] + [0] * 10)
+    emitted, forced, kinds, state = run(params, [], [START, 0, 0, END, START] + [0] * 10)
     assert state.model_thinking == 6 and state.cut
     assert emitted.count(START) == 2
 
@@ -251,3 +251,10 @@ def test_a_cut_never_lands_inside_a_tool_call(draws, budget):
     if TOOL in emitted:
         after = emitted.index(TOOL)
         assert not any(forced[after:]) and START not in emitted[after:]
+
+
+def test_thinking_cannot_open_once_the_answer_started():
+    params = BudgetParams(6, 0, 0, CUT, ())
+    emitted, _, kinds, state = run(params, [], [0, START, 0, 0])
+    assert START not in emitted and state.model_thinking == 0
+    assert all(k is Kind.CONTENT for k in kinds)

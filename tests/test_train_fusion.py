@@ -241,6 +241,7 @@ def grpo_config(micro, out: str, **kw):
         num_generations=4,
         prompts_per_step=2,
         max_completion_length=48,
+        answer_reserve=8,
         max_steps=2,
         save_steps=1,
         learning_rate=1e-3,

@@ -66,6 +66,13 @@ class BudgetRollout:
     def __init__(self, cfg: GRPOStageConfig, tokenizer: Any, profile: ThinkingProfile) -> None:
         self.cfg, self.tok, self.profile = cfg, tokenizer, profile
         self.encoder = FusionEncoder(tokenizer, profile)
+        need = 1 + len(profile.termination_ids) + cfg.answer_reserve
+        if cfg.max_completion_length < need:
+            raise ValueError(
+                f"max_completion_length={cfg.max_completion_length} leaves no room to think: "
+                f"the cut takes {len(profile.termination_ids)} tokens and answer_reserve is "
+                f"{cfg.answer_reserve}; raise it to at least {need} or lower answer_reserve"
+            )
 
     def render(self, messages: list[dict], mode: ThinkingMode) -> list[int]:
         return self.encoder.prompt_ids(messages, enable_thinking=mode is not ThinkingMode.DISABLED)
