@@ -8,6 +8,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 python3
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/thinkbudget
 COPY pyproject.toml README.md ./
+COPY thinkbudget thinkbudget
 COPY budget budget
 COPY serve serve
 COPY train_fusion train_fusion

@@ -126,7 +126,7 @@ class SamplingFields(ThinkingFields):
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
     min_tokens: Annotated[StrictInt, Field(ge=0)] = 0
     ignore_eos: StrictBool = False
-    stop_token_ids: list[StrictInt] | None = None
+    stop_token_ids: list[Annotated[StrictInt, Field(ge=0, lt=1 << 31)]] | None = None
     return_token_ids: StrictBool = Field(False, description="return prompt and output token ids")
 
 
