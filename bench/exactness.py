@@ -229,27 +229,14 @@ def histogram(values: list[float]) -> dict[str, int]:
 
 def fixture(args: argparse.Namespace) -> tuple[Path, list[str], Any]:
     """(model folder, server flags, request maker) of the chosen fixture."""
-    from harness.fixtures import qwen3_model
+    from harness.fixtures import qwen3_model, qwen3_server_args
     from harness.tiny import ensure_tiny_model, tiny_server_args
 
     if args.fixture == "tiny":
         model = Path(args.model) if args.model else ensure_tiny_model()
         return model, tiny_server_args(model), make_request
     model = Path(args.model) if args.model else qwen3_model()
-    flags = [
-        "--model",
-        str(model),
-        "--kv-cache-memory-bytes",
-        str(256 << 20),
-        "--max-model-len",
-        "2048",
-        "--enable-auto-tool-choice",
-        "--tool-call-parser",
-        "hermes",
-        "--structured-outputs-disable-any-whitespace",
-        "--log-level",
-        "warning",
-    ]
+    flags = qwen3_server_args(model)
     return model, flags, make_qwen3_request
 
 

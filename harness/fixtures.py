@@ -100,6 +100,13 @@ def qwen3_model(cache: Path = CACHE, hidden: int = 64, layers: int = 2) -> Path:
     return _atomic_build(cache / f"qwen3-random-h{hidden}-l{layers}-{VERSION}", build)
 
 
+def qwen3_server_args(model: Path, *extra: str, kv_bytes: int = 256 << 20) -> list[str]:
+    """`thinkbudget serve` flags for the Qwen3 fixture: vLLM's tool flags (hermes), compact
+    JSON (random weights would pad it with whitespace forever), a small CPU KV cache."""
+    flags = f"--max-model-len 2048 --enable-auto-tool-choice --tool-call-parser hermes --structured-outputs-disable-any-whitespace --log-level warning --kv-cache-memory-bytes {kv_bytes}"
+    return ["--model", str(model), *flags.split(), *extra]
+
+
 def main() -> None:
     print(json.dumps({"qwen3": str(qwen3_model())}, indent=2))
 

@@ -57,23 +57,10 @@ def http(server):
 @pytest.fixture(scope="session")
 def qwen3_server():
     """The real Qwen3 tokenizer and template around random weights, with vLLM's tool flags."""
-    from harness.fixtures import qwen3_model
+    from harness.fixtures import qwen3_model, qwen3_server_args
 
-    args = [
-        "--model",
-        str(qwen3_model()),
-        "--served-model-name",
-        "qwen3-random",
-        "--kv-cache-memory-bytes",
-        str(128 << 20),
-        "--max-model-len",
-        "2048",
-        "--enable-auto-tool-choice",
-        "--tool-call-parser",
-        "hermes",
-        "--structured-outputs-disable-any-whitespace",
-        "--log-level",
-        "warning",
-    ]
+    args = qwen3_server_args(
+        qwen3_model(), "--served-model-name", "qwen3-random", kv_bytes=128 << 20
+    )
     with ServerProcess(args, ROOT / ".cache" / "logs" / "test-qwen3.log") as server:
         yield server
