@@ -41,6 +41,13 @@ class BudgetError(ValueError):
         self.message, self.param = message, param
 
 
+_API_NAMES = {
+    "budget": "thinking_budget",
+    "cut_window": "thinking_cut_window",
+    "min_thinking": "min_thinking_tokens",
+}
+
+
 @dataclass(frozen=True)
 class ThinkingSettings:
     """What a request asked for, before the prompt length is known."""
@@ -56,10 +63,10 @@ class ThinkingSettings:
     def __post_init__(self) -> None:
         if (self.mode is ThinkingMode.BUDGET) != (self.budget is not None):
             raise BudgetError("a budget goes with ThinkingMode.BUDGET, and only with it")
-        for name in ("budget", "cut_window", "min_thinking"):
+        for name, api in _API_NAMES.items():  # errors name the request field
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 0):
-                raise BudgetError(f"{name} must be >= 0, got {value}", name)
+                raise BudgetError(f"{api} must be >= 0, got {value}", api)
         if self.budget is not None and self.min_thinking > self.budget:
             raise BudgetError(
                 f"min_thinking_tokens={self.min_thinking} exceeds the thinking budget of "

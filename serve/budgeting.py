@@ -138,9 +138,6 @@ def plan_thinking(
     if not has_budget:
         level = effort_budgets.get(reasoning_effort) if reasoning_effort else default_budget
         budget = None if level in (None, UNLIMITED) else level
-    for name in ("thinking_cut_window", "min_thinking_tokens"):
-        if (v := extras[name]) is not None and v < 0:
-            raise RequestError(f"{name} must be >= 0, got {v}", name)
     try:
         settings = ThinkingSettings(
             ThinkingMode.UNLIMITED if budget is None else ThinkingMode.BUDGET,

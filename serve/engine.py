@@ -222,7 +222,7 @@ class EngineHandle:
         from vllm.sampling_params import RequestOutputKind
 
         return dict(
-            n=req.n,
+            n=1,  # each choice is its own engine request (serve.generation)
             max_tokens=max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,

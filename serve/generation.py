@@ -104,9 +104,9 @@ class Generation:
             prep.prompt_ids,
             prep.stop,
             raw,
-            keep_ids=True,
+            keep_ids=prep.return_token_ids or prep.splice_id is not None,
         )
-        kwargs = dict(prep.sampling_kwargs, n=1)
+        kwargs = dict(prep.sampling_kwargs)
         if kwargs["seed"] is not None:
             kwargs["seed"] += j  # as vLLM seeds its n > 1 children
         return Choice(index, prep, tracker, kwargs, f"{prep.request_id}-{index}")
@@ -167,14 +167,14 @@ class Generation:
         head = ids[:-1] if at_splice else ids
         reasoning, content, fed = tracker.feed(head)
         cut = at_splice and tracker.state is not None and tracker.state.cut_pending
-        # At the splice token: the engine stopped where the cut goes (the cut is forced, not
-        # sampled), or the model ended on that token itself.
-        tail = list(tracker.state.queue) if cut else ids[len(head) :]
-        r, c, more = tracker.feed(tail)
-        reasoning, content, fed = reasoning + r, content + c, fed + more
+        if at_splice:  # the engine stopped where the cut goes (forced, not sampled), or the
+            # model ended on that token itself
+            tail = list(tracker.state.queue) if cut else ids[-1:]
+            r, c, more = tracker.feed(tail)
+            reasoning, content, fed = reasoning + r, content + c, fed + more
         logprobs = None
         if choice.prep.logprobs is not None:
-            sampled = len(head) + (0 if cut else len(tail))
+            sampled = len(ids) - 1 if cut else len(ids)
             logprobs = token_logprobs(
                 self.handle.tokenizer, fed, out.logprobs, sampled, choice.prep.logprobs
             )

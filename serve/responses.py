@@ -80,7 +80,7 @@ async def chat_response(gen: Generation, tools: ToolPlan, model: str) -> ChatCom
             content=answer, tool_calls=calls, reasoning_content=text, reasoning=text
         )
         logprobs = chat_logprobs(choice.logprobs) if choice.prep.logprobs is not None else None
-        reason = finish_reason(tools, calls, choice.tracker.finish_reason)
+        reason = finish_reason(tools, bool(calls), choice.tracker.finish_reason)
         choices.append(
             ChatChoice(
                 index=i,
@@ -105,11 +105,12 @@ def _chat_delta(head: dict, d: Delta, plan: ToolPlan) -> list[str]:
         out.append(_data(ChatCompletionChunk(**head, choices=[choice])))
     if d.reasoning:
         out.append(_chunk(head, d.index, reasoning_content=d.reasoning, reasoning=d.reasoning))
-    if d.content or d.tokens:
+    if plan.mode == "none":
+        if d.content:
+            out.append(_chunk(head, d.index, content=d.content))
+    elif d.content or d.tokens:
         ids = [f.token for f in d.tokens if f.kind is Kind.CONTENT]
-        text, calls = (
-            stream_delta(plan, d.content, ids) if plan.mode != "none" else (d.content, None)
-        )
+        text, calls = stream_delta(plan, d.content, ids)
         if text or calls:
             out.append(_chunk(head, d.index, content=text or None, tool_calls=calls))
     return out
@@ -129,10 +130,7 @@ async def chat_chunks(gen: Generation, tools: ToolPlan, model: str, usage: bool)
                 text, calls = finish_delta(plan)
                 if text or calls:
                     yield _chunk(head, d.index, content=text or None, tool_calls=calls)
-                called = bool(calls) or any(c.get("name") for c in _streamed_calls(plan))
-                reason = finish_reason(
-                    plan, [1] if called else [], gen.trackers[d.index].finish_reason
-                )
+                reason = finish_reason(plan, plan.called, gen.trackers[d.index].finish_reason)
                 last = ChunkChoice(
                     index=d.index,
                     delta=DeltaMessage(),
@@ -148,18 +146,14 @@ async def chat_chunks(gen: Generation, tools: ToolPlan, model: str, usage: bool)
     yield "data: [DONE]\n\n"
 
 
-def _streamed_calls(plan: ToolPlan) -> list[dict]:
-    """The tool calls an auto parser streamed (vLLM's parsers keep them)."""
-    if plan.mode != "auto":
-        return []
-    return list(plan.parser.prev_tool_call_arr)
-
-
-def _completion_choice(gen: Generation, i: int, text: str, done: bool, offset: int = 0):
+def _completion_choice(
+    gen: Generation, i: int, text: str, done: bool, entries: list | None, offset: int = 0
+):
+    """A completion choice; `entries`: the logprob entries of `text`'s tokens, if asked."""
     choice = gen.choices[i]
     logprobs = None
-    if choice.prep.logprobs is not None:
-        logprobs = completion_logprobs(choice.logprobs, offset)
+    if choice.prep.logprobs is not None and entries is not None:
+        logprobs = completion_logprobs(entries, offset)
     return CompletionChoice(
         index=i,
         text=text,
@@ -176,7 +170,8 @@ async def completion_response(gen: Generation, model: str, echo: list[str]):
     async for d in gen.events():
         texts[d.index].append(d.content)
     choices = [
-        _completion_choice(gen, i, "".join(t), True, len(echo[i // n])) for i, t in enumerate(texts)
+        _completion_choice(gen, i, "".join(t), True, gen.choices[i].logprobs, len(echo[i // n]))
+        for i, t in enumerate(texts)
     ]
     request_id = gen.preps[0].request_id
     return Completion(id=request_id, model=model, choices=choices, usage=gen.usage())
@@ -192,9 +187,7 @@ async def completion_chunks(gen: Generation, model: str, usage: bool, echo: list
                 yield _data(Completion(**head, choices=[choice]))
         async for d in gen.events():
             if d.content or d.done or d.logprobs:
-                choice = _completion_choice(gen, d.index, d.content, d.done)
-                if d.logprobs is not None:
-                    choice.logprobs = completion_logprobs(d.logprobs, 0)
+                choice = _completion_choice(gen, d.index, d.content, d.done, d.logprobs)
                 yield _data(Completion(**head, choices=[choice]))
         if usage:
             yield _data(Completion(**head, choices=[], usage=gen.usage()))

@@ -29,17 +29,17 @@ class ToolPlan:
     vreq: Any = None  # vLLM's ChatCompletionRequest, which its parsers read
     parser: Any = None  # a vLLM ToolParser (auto)
     named: str | None = None
-    schema: dict | None = None  # the answer's JSON schema (required / named)
     structured: Any = None  # vllm StructuredOutputsParams for the answer, if any
     streamed: list[str] = field(default_factory=list)  # answer text so far (streaming)
     sent: list[str] = field(default_factory=list)  # content sent so far (streaming)
     ids: list[int] = field(default_factory=list)
+    called: bool = False  # a tool call was streamed (streaming)
 
 
 def fork(plan: ToolPlan, tokenizer: Any) -> ToolPlan:
     """A choice's own copy: vLLM's streaming parsers keep per-stream state."""
     parser = type(plan.parser)(tokenizer, plan.vreq.tools) if plan.parser is not None else None
-    return replace(plan, parser=parser, streamed=[], sent=[], ids=[])
+    return replace(plan, parser=parser, streamed=[], sent=[], ids=[], called=False)
 
 
 def _vllm_request(req: ChatCompletionRequest) -> Any:
@@ -100,9 +100,7 @@ def plan_tools(req: ChatCompletionRequest, config: Any, tokenizer: Any) -> ToolP
     schema = get_json_schema_from_tools(vreq.tool_choice, vreq.tools, vreq.parallel_tool_calls)
     named = None if choice == "required" else req.tool_choice.function.get("name")
     structured = StructuredOutputsParams(json=schema)
-    return ToolPlan(
-        "named" if named else "required", vreq, schema=schema, named=named, structured=structured
-    )
+    return ToolPlan("named" if named else "required", vreq, named=named, structured=structured)
 
 
 def _call(name: str, arguments: Any) -> dict[str, Any]:
@@ -152,6 +150,7 @@ def stream_delta(plan: ToolPlan, delta: str, ids: list[int]) -> tuple[str, list[
         return "", None
     calls = [c.model_dump(exclude_none=True) for c in out.tool_calls] or None
     plan.sent.append(out.content or "")
+    plan.called |= calls is not None
     return out.content or "", calls
 
 
@@ -167,11 +166,12 @@ def finish_delta(plan: ToolPlan) -> tuple[str, list[dict] | None]:
     if plan.mode not in ("required", "named"):
         return "", None
     content, calls = extract(plan, "".join(plan.streamed))
+    plan.called |= bool(calls)
     return content or "", [{"index": i, **c} for i, c in enumerate(calls)] or None
 
 
-def finish_reason(plan: ToolPlan, calls: list, reason: str | None) -> str | None:
+def finish_reason(plan: ToolPlan, called: bool, reason: str | None) -> str | None:
     """vLLM's: `tool_calls` when an auto or required answer called tools."""
-    if calls and reason == "stop" and plan.mode in ("auto", "required"):
+    if called and reason == "stop" and plan.mode in ("auto", "required"):
         return "tool_calls"
     return reason
