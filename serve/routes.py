@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import asdict, replace
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -143,8 +144,9 @@ def chat_messages(req: ChatCompletionRequest) -> list[dict]:
 
 
 def with_header(response: Any, ignored: list[str]) -> Any:
+    """Names the ignored fields, percent-encoded where a name is no valid header text."""
     if ignored:
-        response.headers[HEADER] = ",".join(ignored)
+        response.headers[HEADER] = ",".join(quote(name, safe="_-.") for name in ignored)
     return response
 
 

@@ -40,6 +40,7 @@ HOSTILE = [  # (body, expected status): what real clients and attackers send
     ({"extra": {"logprobs": True, "top_logprobs": 50}}, 400),
     ({"extra": {"max_tokens": 5, "prompt_cache_key": "k", "modalities": ["text"]}}, 200),
     ({"extra": {"thinkng_budget": 3}}, 400),
+    ({"extra": {"\u0001\u00bd\u00e09\u001f": {}}}, 200),  # a field name no header can carry
     ({"extra": {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}}, 400),
 ]
 
