@@ -16,6 +16,7 @@ from thinkbudget.budget.resolve import ThinkingMode
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONTROLS = ("termination", "hard", "no_think")
+ROLLOUT_ENGINES = ("vllm", "transformers")
 
 
 @dataclass
@@ -75,6 +76,20 @@ class BudgetDistribution:
         if r < self.unlimited + self.no_think:
             return ThinkingMode.DISABLED, None
         return ThinkingMode.BUDGET, rng.randint(self.min_budget, self.max_budget)
+
+
+@dataclass
+class VLLMRolloutSettings:
+    max_model_len: int = option(2048, help="engine context: longest prompt + max_completion_length")
+    gpu_memory_utilization: float = option(
+        0.3, help="GPU memory share of the engine (weights + KV cache); the rest trains"
+    )
+    kv_cache_memory_bytes: int | None = option(
+        None, help="KV cache size in bytes (overrides the share; CPU default 1 GiB)"
+    )
+    max_num_seqs: int | None = option(None, help="rollouts decoded together (vLLM default)")
+    dtype: str = option("auto", help="engine weights dtype (vLLM's --dtype)")
+    enforce_eager: bool = option(False, help="no CUDA graphs / compilation (faster start)")
 
 
 @dataclass
@@ -138,7 +153,15 @@ class GRPOStageConfig(TrainCommon):
     beta: float = option(0.0, help="KL coefficient")
     epsilon: float = option(0.2, help="PPO clip range")
     num_generations: int = option(8, help="rollouts per prompt (the group)")
-    prompts_per_step: int = option(8, help="groups per optimizer step")
+    prompts_per_step: int = option(
+        8, help="groups per optimizer step, over all processes (the global batch)"
+    )
+    rollout_engine: str = option(
+        "transformers", help="vllm (in-process vLLM, synced each step) | transformers (generate)"
+    )
+    vllm: VLLMRolloutSettings = option(
+        default_factory=VLLMRolloutSettings, help="the vLLM rollout engine (rollout_engine: vllm)"
+    )
     max_completion_length: int = option(384, help="rollout length in tokens")
     answer_reserve: int = option(32, help="answer tokens a budget leaves (as the server)")
     temperature: float = option(1.0, help="rollout sampling temperature")
@@ -153,6 +176,10 @@ class GRPOStageConfig(TrainCommon):
     max_steps: int = option(100, help="optimizer steps")
     logging_steps: int = option(1, help="log (and append to metrics.jsonl) every N steps")
     save_steps: int = option(50, help="checkpoint every N steps (atomic)")
+
+    def __post_init__(self) -> None:
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            raise ValueError(f"rollout_engine must be one of {list(ROLLOUT_ENGINES)}")
 
 
 @dataclass

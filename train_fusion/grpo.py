@@ -5,11 +5,14 @@ scaled by the group's std unless `scale_rewards` says so; optional KL `beta`) wi
 rollout function (TRL's `rollout_func` hook). For each group of `num_generations` rollouts
 of one prompt the rollout draws one condition from `budgets`: unlimited thinking, no_think
 (the template's empty-block pre-fill, as the server's `enable_thinking: false`), or a budget
-B drawn uniformly from [`min_budget`, `max_budget`]. Generation runs `model.generate` with
-`budget/`'s transformers adapter, so a cut rollout holds exactly what the server would emit
-at budget B (termination text, `</think>`, separator, then the model's answer). The forced
-tokens are returned as `env_mask = 0`, which TRL keeps out of the loss and of the length
-statistics. Rewards are `train_fusion.rewards` (the functions `thinkbudget eval` scores with).
+B drawn uniformly from [`min_budget`, `max_budget`]. Generation is cut by `budget/` (the
+engine is the recipe's `rollout_engine`, see `rollout.py`: an in-process vLLM with the
+server's logits processor, synced to the policy after each optimizer step, or transformers
+`generate` with the transformers adapter), so a cut rollout holds exactly what the server
+would emit at budget B (termination text, `</think>`, separator, then the model's answer).
+The forced tokens are returned as `env_mask = 0`, which TRL keeps out of the loss and of the
+length statistics. Rewards are `train_fusion.rewards` (the functions `thinkbudget eval`
+scores with).
 
 The budget of each rollout is resolved by `thinkbudget.budget.resolve`, the function the
 server runs per request, so the clamp to `max_completion_length` (less the cut and
@@ -17,9 +20,10 @@ server runs per request, so the clamp to `max_completion_length` (less the cut a
 
 Deviations: one condition per group rather than per rollout, so that the group baseline
 compares rollouts under the same budget (a per-rollout draw would reward budget luck).
-Rollouts use transformers `generate` (CPU and GPU); a vLLM rollout engine with the budget
-logits processor is not wired in yet. The condition stream is a function of
-(seed, step, group), so a resumed run draws the same conditions.
+`prompts_per_step` is the global batch: under `accelerate launch` each process rolls out its
+share. The condition of a group and the sampling seed of a vLLM rollout are functions of
+(seed, step, index in the global batch), so a resumed run, or the same run on another number
+of processes, draws the same conditions (and, with vLLM, the same rollouts).
 
 Launch: `thinkbudget train grpo --config train_fusion/recipes/demo/grpo.yaml [--resume]`
 """
@@ -30,10 +34,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from thinkbudget.budget.hf_adapter import ThinkingBudgetProcessor
 from thinkbudget.budget.profile import ThinkingProfile
 from thinkbudget.budget.resolve import ThinkingMode, ThinkingSettings, resolve
-from thinkbudget.budget.state import BudgetParams, BudgetState
+from thinkbudget.budget.state import BudgetParams
 from thinkbudget.train_fusion import rewards
 from thinkbudget.train_fusion.common import (
     callbacks,
@@ -45,19 +48,11 @@ from thinkbudget.train_fusion.common import (
 )
 from thinkbudget.train_fusion.config import GRPOStageConfig
 from thinkbudget.train_fusion.data import FusionEncoder, read_jsonl, user_messages
+from thinkbudget.train_fusion.rollout import forced_mask, make_rollouts, rollout_seed
 
 
 def group_rng(seed: int, step: int, group: int) -> random.Random:
     return random.Random(f"{seed}:{step}:{group}")
-
-
-def forced_mask(
-    profile: ThinkingProfile, params: BudgetParams, prompt: list[int], completion: list[int]
-) -> list[int]:
-    """1 for tokens the model chose, 0 for tokens the budget state forced (a replay of the
-    same state machine the processor ran, fed the same tokens)."""
-    state = BudgetState.for_profile(profile, params, prompt)
-    return [0 if state.advance(t)[1] else 1 for t in completion]
 
 
 class BudgetRollout:
@@ -66,6 +61,7 @@ class BudgetRollout:
     def __init__(self, cfg: GRPOStageConfig, tokenizer: Any, profile: ThinkingProfile) -> None:
         self.cfg, self.tok, self.profile = cfg, tokenizer, profile
         self.encoder = FusionEncoder(tokenizer, profile)
+        self.engine = make_rollouts(cfg, tokenizer, profile)
         need = 1 + len(profile.termination_ids) + cfg.answer_reserve
         if cfg.max_completion_length < need:
             raise ValueError(
@@ -90,26 +86,26 @@ class BudgetRollout:
         ).params
 
     def __call__(self, prompts: list, trainer: Any) -> dict[str, list]:
-        g, step = self.cfg.num_generations, trainer.state.global_step
-        modes, budgets, prompt_ids, params = [], [], [], []
-        for i, messages in enumerate(prompts):
-            if i % g == 0:
-                mode, budget = self.cfg.budgets.draw(group_rng(self.cfg.seed, step, i // g))
+        """This process's share of the batch. Conditions and seeds follow each rollout's
+        index in the global batch, so any number of processes draws the same ones."""
+        g, step, seed = self.cfg.num_generations, trainer.state.global_step, self.cfg.seed
+        first = trainer.accelerator.process_index * len(prompts)
+        modes, budgets, prompt_ids, params, seeds = [], [], [], [], []
+        for index, messages in enumerate(prompts, start=first):
+            mode, budget = self.cfg.budgets.draw(group_rng(seed, step, index // g))
             ids = self.render(messages, mode)
             modes.append(mode.value)
             budgets.append(-1 if budget is None else budget)  # a dataset column: -1 = none
             prompt_ids.append(ids)
             params.append(self.params(mode, budget, len(ids)))
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        completions, masks = generate_budgeted(
-            model,
-            self.tok,
-            self.profile,
-            prompt_ids,
-            params,
-            self.cfg.max_completion_length,
-            self.cfg.temperature,
+            seeds.append(rollout_seed(seed, step, index))
+        completions = self.engine.generate(
+            trainer, prompt_ids, params, seeds, self.cfg.max_completion_length
         )
+        masks = [
+            forced_mask(self.profile, p, ids, c)
+            for p, ids, c in zip(params, prompt_ids, completions)
+        ]
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": completions,
@@ -120,61 +116,27 @@ class BudgetRollout:
         }
 
 
-def generate_budgeted(
-    model: Any,
-    tokenizer: Any,
-    profile: ThinkingProfile,
-    prompt_ids: list[list[int]],
-    params: list[BudgetParams],
-    max_new_tokens: int,
-    temperature: float,
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Sample one completion per prompt with budget/'s transformers processor; returns the
-    completions (cut after eos) and their model-chosen masks (0 = forced)."""
-    import torch
-    from transformers import LogitsProcessorList
-
-    device = next(model.parameters()).device
-    width = max(map(len, prompt_ids))
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=device)
-    attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
-    processor = ThinkingBudgetProcessor(profile, params, prompt_ids)
-    was_training = model.training
-    model.eval()  # no gradient checkpointing: generate with the KV cache
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-    if temperature == 0:
-        sampling = {"do_sample": False}
-    try:
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=attn,
-                logits_processor=LogitsProcessorList([processor]),
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad,
-                eos_token_id=tokenizer.eos_token_id,
-                use_cache=True,
-                **sampling,
-            )
-    finally:
-        model.train(was_training)
-    completions, masks = [], []
-    for row, seq in enumerate(out[:, width:].tolist()):
-        if tokenizer.eos_token_id in seq:
-            seq = seq[: seq.index(tokenizer.eos_token_id) + 1]
-        completions.append(seq)
-        masks.append(forced_mask(profile, params[row], prompt_ids[row], seq))
-    return completions, masks
+def per_device_batch(cfg: GRPOStageConfig, num_processes: int) -> int:
+    """Rollouts per process per step: the global batch split evenly."""
+    total = cfg.num_generations * cfg.prompts_per_step
+    if total % num_processes:
+        raise ValueError(
+            f"num_generations * prompts_per_step = {total} rollouts do not split evenly "
+            f"over {num_processes} processes"
+        )
+    return total // num_processes
 
 
 def make_trainer(cfg: GRPOStageConfig):
     """(trainer, tokenizer, profile, checkpoint to resume from)."""
+    import torch
+    from accelerate import PartialState
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     staging, resume_from = prepare_output(cfg.output_dir, cfg.resume)
     tokenizer, profile = load_tokenizer_profile(cfg.model)
+    processes = PartialState(cpu=not torch.cuda.is_available())  # as the Trainer makes it
     records = read_jsonl(cfg.data)
     dataset = Dataset.from_dict(
         {
@@ -193,7 +155,7 @@ def make_trainer(cfg: GRPOStageConfig):
         beta=cfg.beta,
         epsilon=cfg.epsilon,
         num_generations=cfg.num_generations,
-        per_device_train_batch_size=cfg.num_generations * cfg.prompts_per_step,
+        per_device_train_batch_size=per_device_batch(cfg, processes.num_processes),
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         reward_weights=[cfg.reward_weights[n] for n in names],

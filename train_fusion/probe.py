@@ -17,8 +17,8 @@ import time
 from thinkbudget.budget.resolve import ThinkingMode, ThinkingSettings, resolve
 from thinkbudget.train_fusion.common import load_model, load_tokenizer_profile
 from thinkbudget.train_fusion.data import FusionEncoder, read_jsonl, user_messages
-from thinkbudget.train_fusion.grpo import generate_budgeted
 from thinkbudget.train_fusion.rewards import accuracy
+from thinkbudget.train_fusion.rollout import generate_budgeted
 
 
 def condition(name: str) -> tuple[ThinkingMode, int | None]:
@@ -68,7 +68,7 @@ def probe(
         texts = []
         for i in range(0, len(prompts), batch):
             chunk = prompts[i : i + batch]
-            comps, _ = generate_budgeted(
+            comps = generate_budgeted(
                 model, tok, profile, chunk, params[i : i + batch], max_new_tokens, temperature
             )
             texts += tok.batch_decode(comps, skip_special_tokens=True)
