@@ -64,3 +64,41 @@ def qwen3_server():
     )
     with ServerProcess(args, ROOT / ".cache" / "logs" / "test-qwen3.log") as server:
         yield server
+
+
+# The micro model of the trainer tests (tests/test_train_fusion.py, tests/test_grpo.py).
+MICRO = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=32,
+    vocab_size=384,
+)
+
+
+@pytest.fixture(scope="session")
+def micro(tmp_path_factory) -> dict[str, Path]:
+    """Task data, a from-scratch micro model, and a short SFT run on it."""
+    from thinkbudget.train_fusion import init, sft, task
+    from thinkbudget.train_fusion.config import FusionConfig
+
+    root = tmp_path_factory.mktemp("micro")
+    task.make_splits(root / "data", heldout=20, train=1500, seed=1)
+    init.run(
+        init.InitConfig(data=str(root / "data/train.jsonl"), output_dir=str(root / "init"), **MICRO)
+    )
+    cfg = sft.SFTStageConfig(
+        model=str(root / "init"),
+        data=str(root / "data/train.jsonl"),
+        output_dir=str(root / "sft"),
+        max_steps=120,
+        learning_rate=3e-3,
+        per_device_train_batch_size=32,
+        save_steps=60,
+        logging_steps=20,
+        fusion=FusionConfig(think_ratio=0.7, cut_ratio=0.2, seed=1),
+    )
+    sft.run(cfg)
+    return {"root": root, "data": root / "data", "init": root / "init", "sft": root / "sft"}

@@ -9,56 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
+from harness.weights import changed
 from thinkbudget.budget.state import BudgetParams, BudgetState
 from thinkbudget.launch import ServerProcess
 from thinkbudget.train_fusion import rewards
 from thinkbudget.train_fusion.config import (
-    BudgetDistribution,
     EvalConfig,
     FusionConfig,
     GRPOStageConfig,
-    VLLMRolloutSettings,
 )
 from thinkbudget.train_fusion.data import FusionEncoder, build_samples, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
-MICRO = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    head_dim=32,
-    vocab_size=384,
-)
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory) -> dict[str, Path]:
-    """Task data, a from-scratch micro model, and a short SFT run on it."""
-    from thinkbudget.train_fusion import init, sft, task
-
-    root = tmp_path_factory.mktemp("micro")
-    task.make_splits(root / "data", heldout=20, train=1500, seed=1)
-    init.run(
-        init.InitConfig(data=str(root / "data/train.jsonl"), output_dir=str(root / "init"), **MICRO)
-    )
-    cfg = sft.SFTStageConfig(
-        model=str(root / "init"),
-        data=str(root / "data/train.jsonl"),
-        output_dir=str(root / "sft"),
-        max_steps=120,
-        learning_rate=3e-3,
-        per_device_train_batch_size=32,
-        save_steps=60,
-        logging_steps=20,
-        fusion=FusionConfig(think_ratio=0.7, cut_ratio=0.2, seed=1),
-    )
-    sft.run(cfg)
-    return {"root": root, "data": root / "data", "init": root / "init", "sft": root / "sft"}
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +29,6 @@ def encoder(micro):
     from thinkbudget.train_fusion.common import load_tokenizer_profile
 
     return FusionEncoder(*load_tokenizer_profile(micro["init"]))
-
-
-def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(folder / "model.safetensors"))
-
-
-def changed(a: Path, b: Path) -> bool:
-    wa, wb = weights(a), weights(b)
-    return any(not torch.equal(wa[k], wb[k]) for k in wa)
 
 
 # -- the fusion builder ------------------------------------------------------------------------
@@ -231,118 +185,6 @@ def test_sft_labels_exclude_prompt_and_forced_tokens(micro):
         assert labels[at : at + n] == [-100] * n
         assert labels[at + n :] == ids[at + n :]
         assert labels[: ids.index(profile.start_ids[0])] == [-100] * ids.index(profile.start_ids[0])
-
-
-# -- GRPO ------------------------------------------------------------------------------------
-def grpo_config(micro, out: str, **kw):
-    base = dict(
-        model=str(micro["sft"] / "final"),
-        data=str(micro["data"] / "train.jsonl"),
-        output_dir=str(micro["root"] / out),
-        num_generations=4,
-        prompts_per_step=2,
-        max_completion_length=48,
-        answer_reserve=8,
-        max_steps=2,
-        save_steps=1,
-        learning_rate=1e-3,
-        budgets=BudgetDistribution(unlimited=0.0, no_think=0.0, min_budget=0, max_budget=6),
-    )
-    return GRPOStageConfig(**{**base, **kw})
-
-
-VLLM_ROLLOUTS = dict(
-    rollout_engine="vllm",
-    vllm=VLLMRolloutSettings(max_model_len=256, kv_cache_memory_bytes=32 << 20),
-)
-
-
-@pytest.mark.parametrize("engine", ["transformers", "vllm"])
-def test_grpo_rollouts_mask_exactly_the_forced_tokens(micro, engine):
-    """Both rollout engines cut at the drawn budget; the forced tokens, and only they, are
-    masked. vLLM runs in this process with the server's logits processor."""
-    from thinkbudget.train_fusion import grpo
-
-    kw = VLLM_ROLLOUTS if engine == "vllm" else {}
-    trainer, tok, profile, _ = grpo.make_trainer(grpo_config(micro, f"grpo-rollout-{engine}", **kw))
-    prompts = [
-        [{"role": "user", "content": r["question"]}]
-        for r in read_jsonl(micro["data"] / "heldout.jsonl")[:2]
-    ]
-    out = trainer.rollout_func([p for p in prompts for _ in range(4)], trainer)
-    assert len(out["completion_ids"]) == 8 and out["logprobs"] is None
-    cuts = 0
-    for comp, mask, budget in zip(out["completion_ids"], out["env_mask"], out["budget"]):
-        assert 0 <= budget <= 6 and len(mask) == len(comp)
-        n = len(profile.termination_ids)
-        at = next(
-            (i for i in range(len(comp)) if tuple(comp[i : i + n]) == profile.termination_ids), None
-        )
-        if at is not None and comp[:at].count(profile.start_ids[0]) == 1:
-            cuts += 1
-            assert mask[at : at + n] == [0] * n
-            assert sum(1 for m in mask if m == 0) == n  # nothing else forced
-            assert at - comp.index(profile.start_ids[0]) - 1 <= budget  # thinking within budget
-        else:
-            assert all(mask)
-    assert cuts > 0  # the micro model opens thinking and the budget cuts it
-    # one condition per group of num_generations
-    assert len(set(out["budget"][:4])) == 1 and len(set(out["budget"][4:])) == 1
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
-def test_vllm_rollouts_follow_the_policy(micro):
-    """Greedy rollouts from the vLLM engine follow transformers `generate` on the policy
-    before and after the policy's weights change (the weight sync). Two float32 kernels may
-    break a near-tie differently, after which the sequences part, so the check is that they
-    agree on most tokens, and that the engine's rollouts changed with the weights."""
-    from thinkbudget.train_fusion import grpo
-    from thinkbudget.train_fusion.rollout import TransformersRollouts
-
-    cfg = grpo_config(micro, "grpo-follow", temperature=0.0, **VLLM_ROLLOUTS)
-    trainer, tok, profile, _ = grpo.make_trainer(cfg)
-    reference = TransformersRollouts(tok, profile, temperature=0.0)
-    prompts = [
-        [{"role": "user", "content": r["question"]}]
-        for r in read_jsonl(micro["data"] / "heldout.jsonl")[:4]
-    ]
-    batch = [p for p in prompts for _ in range(2)]
-    seen = []
-    for step in (0, 1):
-        trainer.state.global_step = step
-        out = trainer.rollout_func(batch, trainer)
-        params = [
-            trainer.rollout_func.params(grpo.ThinkingMode(m), None if b < 0 else b, len(ids))
-            for m, b, ids in zip(out["mode"], out["budget"], out["prompt_ids"])
-        ]
-        expected = reference.generate(trainer, out["prompt_ids"], params, [], 48)
-        got = out["completion_ids"]
-        agree = sum(map(common_prefix, got, expected)) / sum(map(len, expected))
-        assert agree >= 0.8, (step, agree)
-        seen.append(got)
-        with torch.no_grad():  # a new policy for the next step
-            gen = torch.Generator().manual_seed(step)
-            for p in trainer.model.parameters():
-                p.add_(torch.randn(p.shape, generator=gen) * 0.1 * p.std())
-    assert seen[0] != seen[1]  # the new weights changed the rollouts
-
-
-@pytest.mark.parametrize("engine", ["transformers", "vllm"])
-def test_grpo_smoke_changes_weights(micro, engine):
-    """Two optimizer steps; with vLLM the engine gets the new weights before step 2."""
-    from thinkbudget.train_fusion import grpo
-
-    kw = VLLM_ROLLOUTS if engine == "vllm" else {}
-    final = grpo.run(grpo_config(micro, f"grpo-{engine}", **kw))
-    assert changed(micro["sft"] / "final", final)
-    logs = [
-        json.loads(line)
-        for line in (micro["root"] / f"grpo-{engine}" / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert [r["step"] for r in logs if "reward" in r] == [1, 2]
 
 
 # -- export -> serve -> eval ------------------------------------------------------------------
