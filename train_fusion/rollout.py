@@ -13,7 +13,7 @@ state machine over each completion to mask the forced tokens (`env_mask = 0`).
   rollouts come out whatever the number of processes. After each optimizer step the policy's
   weights are pushed into the engine with vLLM's in-place `reload_weights` (LoRA adapters
   merged for the push and unmerged after; DeepSpeed ZeRO-3 parameters gathered through TRL's
-  `DistributedBackend`), and the prefix cache is reset.
+  `DistributedBackend`, FSDP2 ones with `full_tensor`), and the prefix cache is reset.
 
 Why not TRL's `use_vllm=True`: TRL builds its `LLM` with fixed arguments (no logits
 processors) and its sampling params carry no per-request arguments, so it cannot cut a
@@ -122,13 +122,17 @@ def vllm_weights(model: Any, accelerator: Any):
     """(name, tensor) pairs of the policy under the names vLLM loads, LoRA merged in.
     Every process must iterate (gathering ZeRO-3 parameters is a collective)."""
     from peft import PeftModel
+    from torch.distributed.tensor import DTensor
     from trl.distributed import DistributedBackend
+
+    def full(tensor):  # FSDP2 shards parameters as DTensors
+        return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
     dist = DistributedBackend(accelerator)
     if not isinstance(model, PeftModel):
         for name, param in model.named_parameters():
             with dist.gather_params([param]):
-                yield name.replace("_checkpoint_wrapped_module.", ""), param.data
+                yield name.replace("_checkpoint_wrapped_module.", ""), full(param.data)
         return
     with dist.gather_params(list(model.parameters())):
         model.merge_adapter()
@@ -137,7 +141,7 @@ def vllm_weights(model: Any, accelerator: Any):
                 name = name.removeprefix("base_model.model.").replace(".base_layer", "")
                 if model.prefix in name or "original_module" in name:
                     continue  # adapter weights: merged into the base already
-                yield name.replace("modules_to_save.default.", ""), param.data
+                yield name.replace("modules_to_save.default.", ""), full(param.data)
         finally:
             model.unmerge_adapter()
 
