@@ -190,9 +190,46 @@ def http() -> str:
     return "".join(out)
 
 
+def _ci(x: dict, key: str = "median") -> str:
+    return f"{x[key]:.2f} [{x['lo']:.2f}, {x['hi']:.2f}]"
+
+
+def train_rollouts() -> str:
+    r = load("train_rollouts.json")
+    out = ["## 5. GRPO rollouts: vLLM vs transformers `generate` (`bench/train_rollouts.py`)\n"]
+    if r is None:
+        return "".join(out) + missing("train_rollouts.json")
+    out.append(
+        f"Machine: {r['machine']}; result `bench/results/train_rollouts.json`, command "
+        f"`{r['command']}`. Medians over interleaved repetitions, 95% bootstrap intervals in "
+        "brackets. Rollout phase = one GRPO step's weight push + generation + masks.\n\n"
+    )
+    out.append("| setup | rollouts x tokens | vLLM s | transformers s | speedup | oracle |\n")
+    out.append("|---|---|---|---|---|---|\n")
+    for name in ("demo", "qwen3-0.6b"):
+        if name not in r:
+            continue
+        x = r[name]
+        o = x["oracle"]
+        out.append(
+            f"| {name} rollout phase | {x['shape']} | {_ci(x['rollout_s']['vllm'])} | "
+            f"{_ci(x['rollout_s']['transformers'])} | {_ci(x['speedup_vllm'], 'ratio')}x | "
+            f"{o['rollouts']} rollouts, {o['violations']} violations |\n"
+        )
+        if "grpo_step" in x:
+            g = x["grpo_step"]
+            out.append(
+                f"| {name} whole GRPO step | {x['shape']} | {_ci(g['step_s']['vllm'])} | "
+                f"{_ci(g['step_s']['transformers'])} | {_ci(g['speedup_vllm'], 'ratio')}x | "
+                f"first step (vLLM engine start): {g['first_step_s']['vllm']['median']:.1f} s vs "
+                f"{g['first_step_s']['transformers']['median']:.1f} s |\n"
+            )
+    return "".join(out)
+
+
 def main() -> None:
     notes = ROOT / "docs" / "benchmarks-notes.md"
-    parts = [INTRO, exactness(), overhead(), two_call(), http()]
+    parts = [INTRO, exactness(), overhead(), two_call(), http(), train_rollouts()]
     if notes.is_file():
         parts.append(notes.read_text())
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ in the Qwen3 recipe, 2 prompts x 8 rollouts, 128 tokens: random weights never cl
 thought, so every rollout runs the full length in both engines). On CPU the policy trains
 in float32 and the vLLM engine runs the checkpoint's dtype (bfloat16 for the 0.6B fixture).
 
-Launch: PYTHONPATH=. python bench/train_rollouts.py [--reps 5] [--step-reps 3]
+Launch: python -m bench.train_rollouts [--reps 5] [--step-reps 3]
         [--setups demo,qwen3-0.6b]   -> bench/results/train_rollouts.json
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--setups", default="demo,qwen3-0.6b")
     ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "train_rollouts.json"))
     args = ap.parse_args(argv)
-    result: dict = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"}
+    command = " ".join(["python -m bench.train_rollouts", *(argv or sys.argv[1:])])
+    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "command": command}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         task.make_splits(out / "data", heldout=10, train=2000, seed=0)
