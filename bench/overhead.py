@@ -42,6 +42,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.fixtures import QWEN3_0_6B
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("none", "ours_idle", "ours_cut", "native_cut")
 
@@ -56,17 +58,12 @@ def build_shaped_model(out: Path, tokenizer_dir: Path) -> Path:
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    shape = QWEN3_0_6B | {"max_position_embeddings": 4096}
     config = Qwen3Config(
         vocab_size=151936,
-        hidden_size=1024,
-        intermediate_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=4096,
         tie_word_embeddings=True,
         rope_theta=1e6,
+        **shape,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         dtype="bfloat16",

@@ -91,8 +91,11 @@ class BudgetRollout:
         g, step, seed = self.cfg.num_generations, trainer.state.global_step, self.cfg.seed
         first = trainer.accelerator.process_index * len(prompts)
         modes, budgets, prompt_ids, params, seeds = [], [], [], [], []
+        group = None
         for index, messages in enumerate(prompts, start=first):
-            mode, budget = self.cfg.budgets.draw(group_rng(seed, step, index // g))
+            if index // g != group:  # one draw per group
+                group = index // g
+                mode, budget = self.cfg.budgets.draw(group_rng(seed, step, group))
             ids = self.render(messages, mode)
             modes.append(mode.value)
             budgets.append(-1 if budget is None else budget)  # a dataset column: -1 = none
