@@ -28,6 +28,11 @@ model, `harness.fixtures`), with tools (named, required, auto with `<tool_call>`
 logit_bias), json_schema answers and n > 1 in the mix; logit_bias makes the random model
 open thinking often and end it now and then.
 
+With `--budget-enforcement phases` the server runs budgets without its logits processor
+(`serve.phased`), and `--speculative ngram` adds vLLM's n-gram speculator (which implies
+phases); minimum thinking, which phases refuse, is then left out of the requests.
+`--data-parallel-size 2` runs two engine replicas behind the server.
+
 Launch: `python -m bench.exactness --requests 10000` (starts a server on the tiny model;
 `--url` uses a running one; `--fixture qwen3`). Writes `bench/results/exactness.json` (or
 `--out`).
@@ -51,6 +56,14 @@ from bench.oracle import Oracle
 from bench.requests import MAKERS, make_request
 
 ROOT = Path(__file__).resolve().parent.parent
+SPECULATORS = {
+    "ngram": {
+        "method": "ngram",
+        "num_speculative_tokens": 4,
+        "prompt_lookup_min": 2,
+        "prompt_lookup_max": 4,
+    }
+}
 
 
 def answer_text(message: dict, body: dict) -> str | None:
@@ -105,9 +118,13 @@ async def run(
     tok: Any,
     maker: Any = make_request,
     headers: dict | None = None,
+    min_thinking: bool = True,
 ):
     rng = random.Random(seed)
     jobs = [maker(rng, tok) for _ in range(n_requests)]
+    if not min_thinking:  # refused in phases mode
+        for _, body in jobs:
+            body.pop("min_thinking_tokens", None)
     sem = asyncio.Semaphore(concurrency)
     violations: Counter[str] = Counter()
     info: Counter[str] = Counter()
@@ -169,7 +186,7 @@ def fixture(args: argparse.Namespace) -> tuple[Path, list[str], Any]:
     return model, family_server_args(args.fixture, model), MAKERS[args.fixture]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10000)
     ap.add_argument("--concurrency", type=int, default=32)
@@ -183,14 +200,39 @@ def main(argv: list[str] | None = None) -> dict:
         "around random weights (harness.fixtures); qwen3 adds tools and json_schema",
     )
     ap.add_argument("--url", help="use a running server instead of starting one")
+    ap.add_argument(
+        "--budget-enforcement",
+        choices=["processor", "phases"],
+        default="processor",
+        help="the server's budget path (phases: no logits processor)",
+    )
+    ap.add_argument(
+        "--speculative", choices=["ngram"], help="run the server with vLLM's n-gram speculator"
+    )
+    ap.add_argument(
+        "--data-parallel-size", type=int, default=1, help="engine replicas behind the server"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "exactness.json")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def budget_path_args(phased: bool, speculative: str | None, data_parallel: int) -> list[str]:
+    args = ["--budget-enforcement", "phases" if phased else "processor"]
+    args += ["--data-parallel-size", str(data_parallel)]
+    if speculative:
+        args += ["--speculative-config", json.dumps(SPECULATORS[speculative])]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     from transformers import AutoTokenizer
 
     from thinkbudget.launch import ServerProcess
 
     model, server_args, maker = fixture(args)
+    phased = args.budget_enforcement == "phases" or args.speculative is not None
+    server_args += budget_path_args(phased, args.speculative, args.data_parallel_size)
     tok = AutoTokenizer.from_pretrained(model)
     oracle = Oracle.from_tokenizer(tok, "qwen3" if args.fixture == "tiny" else args.fixture)
     server = None
@@ -201,7 +243,17 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.monotonic()
     try:
         counts, violations, info, errors, ratios, examples = asyncio.run(
-            run(url, args.requests, args.concurrency, args.seed, oracle, tok, maker)
+            run(
+                url,
+                args.requests,
+                args.concurrency,
+                args.seed,
+                oracle,
+                tok,
+                maker,
+                None,
+                not phased,
+            )
         )
     finally:
         if server:
@@ -212,6 +264,9 @@ def main(argv: list[str] | None = None) -> dict:
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": str(model),
         "fixture": args.fixture,
+        "budget_enforcement": "phases" if phased else "processor",
+        "speculative": SPECULATORS.get(args.speculative),
+        "data_parallel_size": args.data_parallel_size,
         "seed": args.seed,
         "requests": args.requests,
         "choices": counts["choices"],

@@ -54,14 +54,23 @@ def exactness() -> str:
         "HTTP error, in the client: a token decoding to U+2028 or U+0085 made httpx's "
         "`iter_lines` split an SSE event; events now escape such characters "
         "(`serve/responses.py`), and the re-run shown here has none.\n\n"
-        "| result | fixture | seed | requests | choices | cut choices | violations | "
-        "HTTP errors | model behaviour | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "The budget path is the logits processor unless the row says `phases` (no processor, "
+        "`serve/phased.py`), or `phases + ngram` (vLLM's n-gram speculator on the CPU, which "
+        "takes no logits processor; requests without minimum thinking, which phases refuse).\n\n"
+        "| result | fixture | budget path | seed | requests | choices | cut choices | "
+        "violations | HTTP errors | model behaviour | wall s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     for path in runs:
         r = json.loads(path.read_text())
         behaviour = ", ".join(f"{k}: {v}" for k, v in r.get("model_behaviour", {}).items())
+        path_used = r.get("budget_enforcement", "processor")
+        if r.get("speculative"):
+            path_used += " + " + r["speculative"]["method"]
+        if r.get("data_parallel_size", 1) > 1:
+            path_used += f", {r['data_parallel_size']} engines (data parallel)"
         out.append(
-            f"| `{path.name}` | {r.get('fixture', 'tiny')} | {r.get('seed', 0)} | "
+            f"| `{path.name}` | {r.get('fixture', 'tiny')} | {path_used} | {r.get('seed', 0)} | "
             f"{r['requests']} | {r['choices']} | {r['cut_choices']} | "
             f"{r['violations_total']} {r['violations'] or ''} | "
             f"{sum(r['http_errors'].values())} | {behaviour or '-'} | {r['wall_s']} |\n"

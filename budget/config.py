@@ -66,8 +66,12 @@ def parse_bool(text: str) -> bool:
 
 
 def yaml_scalar(text: str) -> Any:
-    """A YAML scalar, but `3e-3` is a float (YAML 1.1 wants `3.0e-3`)."""
-    value = yaml.safe_load(text)
+    """A YAML scalar, but `3e-3` is a float (YAML 1.1 wants `3.0e-3`). Bad YAML is a
+    ValueError, which argparse reports as one line."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
     if isinstance(value, str):
         try:
             return float(value)

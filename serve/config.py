@@ -3,6 +3,7 @@ file, `--config`) are derived from it by `thinkbudget.budget.config`."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -68,6 +69,18 @@ class ServerConfig:
         help="splice: end the engine request at a cut and continue it with the termination "
         "text prefilled (one step); force: the engine emits the termination text token by token",
     )
+    speculative_config: str | dict | None = option(
+        None,
+        help="vLLM speculative decoding, as vllm serve's --speculative-config (JSON), e.g. "
+        '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}',
+    )
+    budget_enforcement: Literal["auto", "processor", "phases"] = option(
+        "auto",
+        help="processor: a vLLM logits processor acts on each step; phases: no logits "
+        "processor, each choice runs as engine requests that stop where the budget acts, the "
+        "cut spliced in between (speculative decoding needs it; min_thinking_tokens is "
+        "refused); auto: phases with --speculative-config, else processor",
+    )
     tool_call_parser: str | None = option(
         None, help="vLLM tool parser for tool_choice auto (hermes for Qwen3), as vllm serve's"
     )
@@ -105,12 +118,29 @@ class ServerConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
         if self.max_n < 1:
             raise ConfigError("--max-n must be >= 1")
+        if isinstance(self.speculative_config, str):
+            try:
+                self.speculative_config = json.loads(self.speculative_config)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--speculative-config is not JSON: {exc}") from None
+        if self.speculative_config is not None and self.budget_enforcement == "processor":
+            raise ConfigError(
+                "vLLM runs no logits processor with --speculative-config: use "
+                "--budget-enforcement phases (or auto)"
+            )
         if self.enable_auto_tool_choice and not self.tool_call_parser:
             raise ConfigError("--enable-auto-tool-choice requires --tool-call-parser")
 
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.model or "model"
+
+    @property
+    def phased(self) -> bool:
+        """Whether budgets run in phases (no logits processor in the engine)."""
+        if self.budget_enforcement == "auto":
+            return self.speculative_config is not None
+        return self.budget_enforcement == "phases"
 
     @property
     def default_budget(self) -> int | None:

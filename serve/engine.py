@@ -1,4 +1,5 @@
-"""The engine side of the server: vLLM's AsyncLLM with the budget logits processor, and
+"""The engine side of the server: vLLM's AsyncLLM with the budget logits processor (none in
+phases mode, as under speculative decoding), and
 request preparation (template, tokenisation, budget resolution through
 `thinkbudget.budget.resolve`, sampling parameters). `serve.generation` runs what is prepared.
 """
@@ -70,15 +71,17 @@ def build_engine(config: ServerConfig, spec: ProfileSpec | None):
         dtype=config.dtype,
         enable_prefix_caching=config.enable_prefix_caching,
         enable_chunked_prefill=chunked,
-        logits_processors=[ThinkingBudgetLogitsProcessor],
+        # phases mode needs none (and vLLM refuses them under speculative decoding)
+        logits_processors=[] if config.phased else [ThinkingBudgetLogitsProcessor],
+        speculative_config=config.speculative_config,
         # structured outputs (response_format, forced tool calls) start after thinking
         reasoning_parser=(spec.vllm_reasoning_parser or "") if spec else "",
         structured_outputs_config=StructuredOutputsConfig(
             backend="xgrammar",
             disable_any_whitespace=config.structured_outputs_disable_any_whitespace,
         ),
-        additional_config={CONFIG_KEY: asdict(spec) if spec else None},
-        disable_log_stats=True,
+        additional_config={CONFIG_KEY: asdict(spec) if spec and not config.phased else None},
+        disable_log_stats=False,  # vLLM's own `vllm:` series on /metrics, as vllm serve's
     )
     return AsyncLLM.from_engine_args(args)
 
@@ -97,6 +100,7 @@ class Prepared:
     splice_id: int | None = None  # the stop token a cut is spliced at (splice mode)
     logprobs: int | None = None  # top alternatives per token; None: no logprobs
     user_stop_ids: list[int] = field(default_factory=list)
+    phased: bool = False  # budget in phases, no logits processor (serve.phased)
 
 
 class EngineHandle:
@@ -146,8 +150,6 @@ class EngineHandle:
     ) -> Prepared:
         """Render (chat: messages, tools, template kwargs) or take `prompt_ids`, resolve the
         budget and build the engine's sampling arguments."""
-        from thinkbudget.budget.vllm_adapter import EXTRA_ARGS_KEY, SPLICE_KEY
-
         if not 1 <= req.n <= self.config.max_n:
             raise RequestError(f"n must be between 1 and {self.config.max_n}, got {req.n}", "n")
         if chat is not None:
@@ -156,15 +158,18 @@ class EngineHandle:
         if any(t < 0 or t >= self.vocab_size for t in prompt_ids):
             raise RequestError(f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
         resolved = self.resolve(settings, len(prompt_ids), max_tokens)
-        params = resolved.params
-        splice_id = self.splice_id(req, params)
-        extra_args = {EXTRA_ARGS_KEY: params.to_dict()} if params else None
-        if splice_id is not None:
-            extra_args[SPLICE_KEY] = splice_id
+        params, phased = resolved.params, self.config.phased and resolved.params is not None
+        if phased and params.min_thinking:
+            raise RequestError(
+                "min_thinking_tokens needs the logits processor, and this server runs budgets "
+                "in phases (--budget-enforcement phases, as under speculative decoding)",
+                "min_thinking_tokens",
+            )
+        splice_id = None if phased else self.splice_id(req, params)
         kwargs = self.sampling_kwargs(req, resolved.max_tokens)
         user_stop_ids = list(req.stop_token_ids or [])
         kwargs.update(
-            extra_args=extra_args,
+            extra_args=self.extra_args(params, splice_id) if not phased else None,
             stop_token_ids=user_stop_ids + ([splice_id] if splice_id is not None else []) or None,
             structured_outputs=structured,
             logprobs=logprobs,
@@ -182,7 +187,20 @@ class EngineHandle:
             splice_id=splice_id,
             logprobs=logprobs,
             user_stop_ids=user_stop_ids,
+            phased=phased,
         )
+
+    @staticmethod
+    def extra_args(params: BudgetParams | None, splice_id: int | None) -> dict | None:
+        """The logits processor's per-request arguments (processor mode)."""
+        from thinkbudget.budget.vllm_adapter import EXTRA_ARGS_KEY, SPLICE_KEY
+
+        if params is None:
+            return None
+        extra = {EXTRA_ARGS_KEY: params.to_dict()}
+        if splice_id is not None:
+            extra[SPLICE_KEY] = splice_id
+        return extra
 
     def resolve(self, settings: ThinkingSettings, prompt_len: int, max_tokens: int | None):
         try:

@@ -5,6 +5,8 @@ as their own engine request with n = 1, as vLLM itself fans out `n` (child i get
 So every choice is spliced on its own: when the engine stops at a cut (`--cut-mode splice`),
 the choice feeds the cut to its `ChoiceTracker` as forced tokens and continues as a new
 engine request whose prompt ends with the cut, which prefix caching makes one prefill step.
+In phases mode (no logits processor: speculative decoding) a choice runs as the sequence of
+engine requests `serve.phased` plans.
 
 `Generation.events()` yields `Delta`s (text split into reasoning and content by token id,
 the tokens with their kinds, logprobs when asked for, and whether the choice finished),
@@ -23,6 +25,7 @@ from typing import Any
 from thinkbudget.budget.resolve import after_cut
 from thinkbudget.serve.engine import EngineHandle, Prepared
 from thinkbudget.serve.logprobs import TokenLogprob, token_logprobs
+from thinkbudget.serve.phased import PhasedChoice
 from thinkbudget.serve.tracker import ChoiceTracker, Fed
 
 _END = object()
@@ -104,7 +107,7 @@ class Generation:
             prep.prompt_ids,
             prep.stop,
             raw,
-            keep_ids=prep.return_token_ids or prep.splice_id is not None,
+            keep_ids=prep.return_token_ids or prep.splice_id is not None or prep.phased,
         )
         kwargs = dict(prep.sampling_kwargs)
         if kwargs["seed"] is not None:
@@ -134,7 +137,7 @@ class Generation:
             },
         }
 
-    def _submit(self, prompt_ids: list[int], kwargs: dict, request_id: str):
+    def submit(self, prompt_ids: list[int], kwargs: dict, request_id: str):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -157,7 +160,7 @@ class Generation:
             extra_args={EXTRA_ARGS_KEY: after.to_dict()},
         )
         prompt = choice.prep.prompt_ids + tracker.token_ids
-        return self._submit(prompt, kwargs, choice.request_id + "-cont")
+        return self.submit(prompt, kwargs, choice.request_id + "-cont")
 
     def _feed(self, choice: Choice, out: Any) -> tuple[Delta, bool]:
         """One engine output of a choice; returns its delta and whether to splice."""
@@ -186,7 +189,14 @@ class Generation:
         return Delta(choice.index, reasoning, content, fed, logprobs, done), cut
 
     async def _run(self, choice: Choice) -> AsyncIterator[Delta]:
-        stream = self._submit(choice.prep.prompt_ids, choice.sampling_kwargs, choice.request_id)
+        if choice.prep.phased:
+            async for delta in PhasedChoice(self, choice).run():
+                if delta.content and self.first_answer is None:
+                    self.first_answer = time.monotonic()
+                if delta.reasoning or delta.content or delta.tokens or delta.done:
+                    yield delta
+            return
+        stream = self.submit(choice.prep.prompt_ids, choice.sampling_kwargs, choice.request_id)
         try:
             while stream is not None:
                 current, stream = stream, None

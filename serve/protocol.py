@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+# What the engine's wire format (msgpack) carries: a larger int is a 400 here, not a 500 there.
+Int64 = Annotated[StrictInt, Field(ge=-(1 << 63), lt=1 << 63)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -113,7 +116,7 @@ class SamplingFields(ThinkingFields):
     logit_bias: Bias = Field(None, description="token id (as a string) -> bias")
     n: StrictInt = 1
     presence_penalty: Penalty = 0.0
-    seed: StrictInt | None = None
+    seed: Int64 | None = None
     stop: Stop = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -121,7 +124,9 @@ class SamplingFields(ThinkingFields):
     top_p: TopP | None = None
     user: StrictStr | None = None
     # -- vLLM's sampling extras ----------------------------------------------------------
-    top_k: StrictInt | None = None
+    top_k: Annotated[StrictInt, Field(ge=-1, lt=1 << 63)] | None = Field(
+        None, description="0 or -1 disables; a value over the vocabulary size keeps every token"
+    )
     min_p: Probability | None = None
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] | None = None
     min_tokens: Annotated[StrictInt, Field(ge=0)] = 0

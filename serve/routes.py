@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from thinkbudget.serve.budgeting import RequestError, plan_thinking
 from thinkbudget.serve.compat import HEADER, ignored_fields
@@ -108,8 +108,10 @@ async def health(request: Request):
 
 @router.get("/metrics")
 async def metrics(request: Request):
-    registry = handle_of(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """thinkbudget's series, then vLLM's own (`vllm:`, in prometheus_client's default registry,
+    as `vllm serve` shows them) so that existing vLLM dashboards keep working."""
+    ours = generate_latest(handle_of(request).metrics.registry)
+    return Response(ours + generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", response_model=ModelList)

@@ -35,3 +35,18 @@ def test_profile_the_tokenizer_cannot_carry_is_one_line(tiny_model, tmp_path):
 def test_bad_effort_table_is_rejected():
     r = serve("--reasoning-effort-budgets", "low=abc")
     assert r.returncode == 1 and "bad effort budget low=abc" in r.stderr
+
+
+def test_speculative_config_with_the_processor_is_refused():
+    r = serve("--speculative-config", '{"method": "ngram"}', "--budget-enforcement", "processor")
+    assert r.returncode == 1 and "use --budget-enforcement phases" in r.stderr
+    r = serve("--speculative-config", "{method")
+    assert r.returncode == 2 and "argument --speculative-config" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_speculation_selects_phases():
+    from thinkbudget.serve.config import ServerConfig
+
+    assert ServerConfig(speculative_config='{"method": "ngram"}').phased
+    assert not ServerConfig().phased and ServerConfig(budget_enforcement="phases").phased

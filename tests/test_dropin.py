@@ -257,6 +257,8 @@ def test_fields_real_clients_send_are_accepted_and_named(qwen3_server):
         "modalities": ["text"],
         "store": False,
         "metadata": {"a": "b"},
+        "top_k": 1 << 40,  # over the vocabulary: keeps every token, as in vLLM
+        "seed": (1 << 63) - 1,
     }
     r = httpx.post(qwen3_server.url + "/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 200

@@ -225,6 +225,8 @@ def test_thinking_disabled(client, fields):
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tool_choice"),
         ({"messages": [{"role": "user", "content": "a\u0000b"}]}, "messages.0.content"),
         ({"messages": []}, "messages"),
+        ({"top_k": 1 << 70}, "top_k"),  # past the engine's 64-bit wire format: not a 500
+        ({"seed": -(1 << 64)}, "seed"),
     ],
 )
 def test_bad_input_is_a_clear_400(http, fields, param):
