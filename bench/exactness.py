@@ -251,8 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
                 oracle,
                 tok,
                 maker,
-                None,
-                not phased,
+                min_thinking=not phased,
             )
         )
     finally:

@@ -19,6 +19,7 @@ A preempted request re-added later replays its output once and reaches the same 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -32,6 +33,23 @@ from thinkbudget.budget.state import Action, BudgetParams, BudgetState
 EXTRA_ARGS_KEY = "thinkbudget"
 SPLICE_KEY = "thinkbudget_splice"
 CONFIG_KEY = "thinkbudget_profile"
+
+
+def platform_engine_args(kv_cache_memory_bytes: int | None) -> dict[str, Any]:
+    """Engine arguments the platform needs (the server's engine and the GRPO rollouts'). On
+    the CPU: a KV cache of 1 GiB unless given, a loopback address, and whole prompts per
+    step: vLLM's CPU worker crashes (and the engine dies) when a seeded request is cut
+    between prefill chunks, since it rewinds the generator's offset, which CPU generators
+    lack (tests/test_reliability.py)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {"kv_cache_memory_bytes": kv_cache_memory_bytes}
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+    return {
+        "kv_cache_memory_bytes": kv_cache_memory_bytes or 1 << 30,
+        "enable_chunked_prefill": False,
+    }
 
 
 class _Row:

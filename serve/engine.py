@@ -7,7 +7,6 @@ request preparation (template, tokenisation, budget resolution through
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -47,30 +46,23 @@ def load_tokenizer_and_profile(config: ServerConfig) -> tuple[Any, ThinkingProfi
 def build_engine(config: ServerConfig, spec: ProfileSpec | None):
     from vllm.config import StructuredOutputsConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from thinkbudget.budget.vllm_adapter import CONFIG_KEY, ThinkingBudgetLogitsProcessor
+    from thinkbudget.budget.vllm_adapter import (
+        CONFIG_KEY,
+        ThinkingBudgetLogitsProcessor,
+        platform_engine_args,
+    )
 
-    kv_bytes = config.kv_cache_memory_bytes
-    chunked = None  # vLLM's default
-    if current_platform.is_cpu():
-        os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-        kv_bytes = kv_bytes or 1 << 30
-        # vLLM's CPU worker crashes (and the engine dies) when a seeded request is cut
-        # between prefill chunks: it rewinds the generator's offset, which CPU generators
-        # lack. Whole prompts per step avoid it (tests/test_reliability.py).
-        chunked = False
     args = AsyncEngineArgs(
         model=config.model,
         served_model_name=[config.model_name],
         max_model_len=config.max_model_len,
         tensor_parallel_size=config.tensor_parallel_size,
         data_parallel_size=config.data_parallel_size,
-        kv_cache_memory_bytes=kv_bytes,
         dtype=config.dtype,
         enable_prefix_caching=config.enable_prefix_caching,
-        enable_chunked_prefill=chunked,
+        **platform_engine_args(config.kv_cache_memory_bytes),
         # phases mode needs none (and vLLM refuses them under speculative decoding)
         logits_processors=[] if config.phased else [ThinkingBudgetLogitsProcessor],
         speculative_config=config.speculative_config,

@@ -17,6 +17,7 @@ engine requests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -189,13 +190,17 @@ class Generation:
         return Delta(choice.index, reasoning, content, fed, logprobs, done), cut
 
     async def _run(self, choice: Choice) -> AsyncIterator[Delta]:
-        if choice.prep.phased:
-            async for delta in PhasedChoice(self, choice).run():
+        """The choice's deltas, from either budget path, less the empty ones."""
+        deltas = PhasedChoice(self, choice).run() if choice.prep.phased else self._spliced(choice)
+        async with contextlib.aclosing(deltas):  # closed with this: aborts its engine request
+            async for delta in deltas:
                 if delta.content and self.first_answer is None:
                     self.first_answer = time.monotonic()
                 if delta.reasoning or delta.content or delta.tokens or delta.done:
                     yield delta
-            return
+
+    async def _spliced(self, choice: Choice) -> AsyncIterator[Delta]:
+        """Processor mode: one engine request, continued as a new one after a spliced cut."""
         stream = self.submit(choice.prep.prompt_ids, choice.sampling_kwargs, choice.request_id)
         try:
             while stream is not None:
@@ -216,10 +221,7 @@ class Generation:
                                     tokens=delta.tokens + more,
                                     done=True,
                                 )
-                        if delta.content and self.first_answer is None:
-                            self.first_answer = time.monotonic()
-                        if delta.reasoning or delta.content or delta.tokens or delta.done:
-                            yield delta
+                        yield delta
                         if delta.done or cut:
                             break
                 finally:

@@ -19,6 +19,7 @@ model then loops (`<think>`, `</think>`, `<think>`, ...) until max_tokens.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,10 @@ class PhasedChoice:
             if self.left() <= 0 or self.tracker.stopped:
                 yield self.delta(*self.tracker.finish("length"), done=True)
                 return
-            async for delta in self.phase(plan(self.state, after_rejection=self.rejected)):
-                yield delta
+            phase = self.phase(plan(self.state, after_rejection=self.rejected))
+            async with contextlib.aclosing(phase):  # closed with this: aborts the request
+                async for delta in phase:
+                    yield delta
             if not self.more:
                 yield self.delta(*self.tracker.finish(self.reason), done=True)
                 return

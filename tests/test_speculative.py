@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -109,3 +110,19 @@ def test_every_series_the_dashboard_queries_is_on_metrics(spec_server, server):
     assert len(want) >= 15 and any(s.startswith("vllm:") for s in want)
     assert want <= exposed(spec_server.url)
     assert {s for s in want if "spec_decode" not in s} <= exposed(server.url)
+
+
+def test_client_disconnect_aborts_the_phase_request(spec_server):
+    body = {"messages": MESSAGES, "stream": True, "max_tokens": 600, "thinking_budget": 500}
+    with httpx.Client(base_url=spec_server.url, headers=HEADERS, timeout=60) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            for i, _ in enumerate(r.iter_lines()):
+                if i > 6:
+                    break
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if metric(http, "thinkbudget_engine_unfinished_requests") == 0:
+                break
+            time.sleep(0.2)
+        assert metric(http, "thinkbudget_engine_unfinished_requests") == 0
+        assert metric(http, "thinkbudget_requests_total", outcome="aborted") >= 1

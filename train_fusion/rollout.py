@@ -164,9 +164,12 @@ class VLLMRollouts:
 
     def start(self, accelerator: Any) -> None:
         from vllm import LLM
-        from vllm.platforms import current_platform
 
-        from thinkbudget.budget.vllm_adapter import CONFIG_KEY, ThinkingBudgetLogitsProcessor
+        from thinkbudget.budget.vllm_adapter import (
+            CONFIG_KEY,
+            ThinkingBudgetLogitsProcessor,
+            platform_engine_args,
+        )
 
         s = self.settings
         kwargs: dict[str, Any] = {}
@@ -177,19 +180,13 @@ class VLLMRollouts:
             kwargs["distributed_executor_backend"] = "external_launcher"
         else:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine in this process
-        kv_bytes = s.kv_cache_memory_bytes
-        if current_platform.is_cpu():
-            os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-            kv_bytes = kv_bytes or 1 << 30
-            # seeded requests cut between prefill chunks crash vLLM's CPU worker
-            kwargs["enable_chunked_prefill"] = False
+        kwargs.update(platform_engine_args(s.kv_cache_memory_bytes))
         self.llm = LLM(
             model=self.model_path,
             dtype=s.dtype,
             max_model_len=s.max_model_len,
             max_num_seqs=s.max_num_seqs,
             gpu_memory_utilization=s.gpu_memory_utilization,
-            kv_cache_memory_bytes=kv_bytes,
             enforce_eager=s.enforce_eager,
             seed=self.seed,
             logits_processors=[ThinkingBudgetLogitsProcessor],
