@@ -302,6 +302,14 @@ def metric(http, name: str, **labels) -> float:
     return total
 
 
+def settled(http, name: str, timeout_s: float = 10.0) -> float:
+    """The gauge once it reads 0, or its value when `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while (value := metric(http, name)) != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
 def test_metrics_move(client, http):
     before = metric(http, "thinkbudget_requests_total", endpoint="chat", mode="budget")
     cuts = metric(http, "thinkbudget_budget_cuts_total")
@@ -327,12 +335,7 @@ def test_client_disconnect_aborts_the_engine_request(http):
         for i, _ in enumerate(r.iter_lines()):
             if i > 6:
                 break
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if metric(http, "thinkbudget_requests_in_flight") == 0:
-            break
-        time.sleep(0.2)
-    assert metric(http, "thinkbudget_requests_in_flight") == 0
+    assert settled(http, "thinkbudget_requests_in_flight") == 0
     assert metric(http, "thinkbudget_requests_total", outcome="aborted") == aborted + 1
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from bench.exactness import run as run_exactness
 from bench.oracle import Oracle
 from harness.tiny import tiny_server_args
 from tests.conftest import API_KEY, ROOT
-from tests.test_server import MESSAGES, metric
+from tests.test_server import MESSAGES, metric, settled
 from thinkbudget.launch import ServerProcess
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -119,10 +118,5 @@ def test_client_disconnect_aborts_the_phase_request(spec_server):
             for i, _ in enumerate(r.iter_lines()):
                 if i > 6:
                     break
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if metric(http, "thinkbudget_engine_unfinished_requests") == 0:
-                break
-            time.sleep(0.2)
-        assert metric(http, "thinkbudget_engine_unfinished_requests") == 0
+        assert settled(http, "thinkbudget_engine_unfinished_requests") == 0
         assert metric(http, "thinkbudget_requests_total", outcome="aborted") >= 1
