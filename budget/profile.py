@@ -50,6 +50,10 @@ class ProfileSpec:
     # vLLM's reasoning parser for this family: structured outputs (response_format, forced
     # tool calls) constrain only what follows thinking. None: structured outputs refused.
     vllm_reasoning_parser: str | None = "qwen3"
+    # Budget-conditioned prompting (L1-style): when a request has a budget, this text, with
+    # `{budget}` filled in, ends the last user message, so a model trained with it
+    # (`grpo` recipe option `budget_prompt`) can plan its thinking. None: budgets unstated.
+    budget_prompt: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -145,6 +149,8 @@ class ThinkingProfile:
             raise ProfileError(f"extension text {spec.extension_text!r} encodes to nothing")
         if start.touches(ext) or end.touches(ext):
             raise ProfileError("the extension text must not contain a thinking delimiter")
+        if spec.budget_prompt is not None and "{budget}" not in spec.budget_prompt:
+            raise ProfileError(f"budget_prompt {spec.budget_prompt!r} must contain {{budget}}")
         profile = cls(
             spec=spec,
             start_ids=start.ids,

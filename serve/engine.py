@@ -16,6 +16,7 @@ from typing import Any
 from thinkbudget.budget.profile import BUILTIN_PROFILES, ProfileSpec, ThinkingProfile, detect_spec
 from thinkbudget.budget.resolve import BudgetError, ThinkingSettings, resolve
 from thinkbudget.budget.state import BudgetParams
+from thinkbudget.budget.statement import render_budgeted
 from thinkbudget.serve.budgeting import RequestError
 from thinkbudget.serve.config import ServerConfig
 from thinkbudget.serve.harmony import HarmonyTemplate
@@ -144,12 +145,7 @@ class EngineHandle:
         budget and build the engine's sampling arguments."""
         if not 1 <= req.n <= self.config.max_n:
             raise RequestError(f"n must be between 1 and {self.config.max_n}, got {req.n}", "n")
-        if chat is not None:
-            prompt_ids = await asyncio.to_thread(self.template.render, *chat)
-        assert prompt_ids is not None
-        if any(t < 0 or t >= self.vocab_size for t in prompt_ids):
-            raise RequestError(f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
-        resolved = self.resolve(settings, len(prompt_ids), max_tokens)
+        prompt_ids, resolved = await self.render(prompt_ids, chat, settings, max_tokens)
         params, phased = resolved.params, self.config.phased and resolved.params is not None
         if phased and params.min_thinking:
             raise RequestError(
@@ -180,6 +176,27 @@ class EngineHandle:
             logprobs=logprobs,
             user_stop_ids=user_stop_ids,
             phased=phased,
+        )
+
+    async def render(self, prompt_ids, chat, settings: ThinkingSettings, max_tokens: int | None):
+        """(prompt ids, resolution): token-id prompts are checked; chat messages rendered,
+        with the budget stated when the profile asks for it (`budget.statement`)."""
+
+        def resolve_for(prompt_len: int):
+            return self.resolve(settings, prompt_len, max_tokens)
+
+        if chat is None:
+            if any(t < 0 or t >= self.vocab_size for t in prompt_ids):
+                raise RequestError(f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
+            return prompt_ids, resolve_for(len(prompt_ids))
+        messages, tools, kwargs = chat
+        return await asyncio.to_thread(
+            render_budgeted,
+            self.profile,
+            settings,
+            messages,
+            lambda m: self.template.render(m, tools, kwargs),
+            resolve_for,
         )
 
     @staticmethod

@@ -119,9 +119,14 @@ def test_grpo_smoke_changes_weights(micro, engine):
     """Two optimizer steps; with vLLM the engine gets the new weights before step 2."""
     from thinkbudget.train_fusion import grpo
 
-    kw = VLLM_ROLLOUTS if engine == "vllm" else {}
+    # the transformers run also states budgets in its prompts (budget-conditioned recipe)
+    kw = VLLM_ROLLOUTS if engine == "vllm" else {"budget_prompt": "Think for {budget} tokens."}
     final = grpo.run(grpo_config(micro, f"grpo-{engine}", **kw))
     assert changed(micro["sft"] / "final", final)
+    ckpt = micro["root"] / f"grpo-{engine}" / "checkpoints" / "checkpoint-2"
+    for folder in (final, ckpt):  # a checkpoint is servable as it is
+        profile = json.loads((folder / "thinking_profile.json").read_text())
+        assert profile["budget_prompt"] == kw.get("budget_prompt")  # the server states it so
     logs = [
         json.loads(line)
         for line in (micro["root"] / f"grpo-{engine}" / "metrics.jsonl").read_text().splitlines()

@@ -101,6 +101,22 @@ def parse_grpo(recipe: Path, *flags: str) -> GRPOStageConfig:
     return config_from(GRPOStageConfig, ns, "train grpo", inputs=False)
 
 
+def test_validation_questions_are_never_held_out(tmp_path):
+    from thinkbudget.train_fusion import task
+
+    task.make_splits(tmp_path / "a", heldout=300, train=2000, seed=4, validation=200)
+    task.make_splits(tmp_path / "b", heldout=300, train=2000, seed=4, validation=0)
+
+    def questions(split: str, folder: str = "a") -> list[str]:
+        return [r["question"] for r in read_jsonl(tmp_path / folder / f"{split}.jsonl")]
+
+    assert len(set(questions("validation"))) == 200
+    assert not set(questions("validation")) & set(questions("heldout"))
+    # the validation split leaves the other splits as they were
+    for split in ("train", "heldout"):
+        assert questions(split) == questions(split, "b")
+
+
 def test_config_yaml_and_overrides(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: m\ndata: d\noutput_dir: o\nbudgets: {max_budget: 64}\n")

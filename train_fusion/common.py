@@ -92,8 +92,11 @@ def prepare_output(output_dir: str | Path, resume: bool) -> tuple[Path, Path | N
 
 
 class AtomicCheckpoints(TrainerCallback):
-    def __init__(self, output_dir: str | Path, keep: int | None) -> None:
-        self.out, self.keep = Path(output_dir), keep
+    """Moves each checkpoint into CHECKPOINTS/ in one rename, with the thinking profile the
+    stage trains with (so a checkpoint is servable and exportable as it is)."""
+
+    def __init__(self, output_dir: str | Path, keep: int | None, spec: ProfileSpec) -> None:
+        self.out, self.keep, self.spec = Path(output_dir), keep, spec
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -102,6 +105,7 @@ class AtomicCheckpoints(TrainerCallback):
         dst_dir = self.out / CHECKPOINTS
         dst_dir.mkdir(parents=True, exist_ok=True)
         dst = dst_dir / src.name
+        save_profile(self.spec, src)
         if dst.exists():  # re-saved after a resume at the same step
             shutil.rmtree(dst)
         os.replace(src, dst)
@@ -162,8 +166,11 @@ def common_args(cfg: Any, staging: Path) -> dict[str, Any]:
     )
 
 
-def callbacks(cfg: Any) -> list[TrainerCallback]:
-    return [AtomicCheckpoints(cfg.output_dir, cfg.save_total_limit), MetricsLog(cfg.output_dir)]
+def callbacks(cfg: Any, spec: ProfileSpec) -> list[TrainerCallback]:
+    return [
+        AtomicCheckpoints(cfg.output_dir, cfg.save_total_limit, spec),
+        MetricsLog(cfg.output_dir),
+    ]
 
 
 def train_stage(name: str, make_trainer: Any, cfg: Any) -> Path:

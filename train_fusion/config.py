@@ -164,6 +164,12 @@ class GRPOStageConfig(TrainCommon):
     )
     max_completion_length: int = option(384, help="rollout length in tokens")
     answer_reserve: int = option(32, help="answer tokens a budget leaves (as the server)")
+    budget_prompt: str | None = option(
+        None,
+        help="budget-conditioned prompting (L1-style): this text, with {budget} filled in, "
+        "ends the prompt of budgeted rollouts, and is saved in the model's thinking profile "
+        "so the server states budgets the same way; null: budgets unstated",
+    )
     temperature: float = option(1.0, help="rollout sampling temperature")
     reward_weights: dict[str, float] = option(
         default_factory=lambda: {"accuracy": 1.0, "think_format": 0.1},

@@ -31,12 +31,14 @@ Launch: `thinkbudget train grpo --config train_fusion/recipes/demo/grpo.yaml [--
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from thinkbudget.budget.profile import ThinkingProfile
 from thinkbudget.budget.resolve import ThinkingMode, ThinkingSettings, resolve
-from thinkbudget.budget.state import BudgetParams
+from thinkbudget.budget.statement import render_budgeted
 from thinkbudget.train_fusion import rewards
 from thinkbudget.train_fusion.common import (
     callbacks,
@@ -73,17 +75,24 @@ class BudgetRollout:
     def render(self, messages: list[dict], mode: ThinkingMode) -> list[int]:
         return self.encoder.prompt_ids(messages, enable_thinking=mode is not ThinkingMode.DISABLED)
 
-    def params(self, mode: ThinkingMode, budget: int | None, prompt_len: int) -> BudgetParams:
-        """The server's resolution of this condition (same clamp, same cut ids)."""
+    def prompt(self, messages: list[dict], mode: ThinkingMode, budget: int | None):
+        """(prompt ids, engine params): the server's rendering and resolution of this
+        condition (same clamp, same cut ids, the budget stated if the profile states it)."""
         settings = ThinkingSettings(mode, budget=budget, explicit=budget is not None)
-        return resolve(
-            self.profile,
-            settings,
-            prompt_len=prompt_len,
-            max_tokens=self.cfg.max_completion_length,
-            max_model_len=prompt_len + self.cfg.max_completion_length,
-            answer_reserve=self.cfg.answer_reserve,
-        ).params
+
+        def resolve_for(prompt_len: int):
+            return resolve(
+                self.profile,
+                settings,
+                prompt_len=prompt_len,
+                max_tokens=self.cfg.max_completion_length,
+                max_model_len=prompt_len + self.cfg.max_completion_length,
+                answer_reserve=self.cfg.answer_reserve,
+            )
+
+        render = partial(self.render, mode=mode)
+        ids, resolved = render_budgeted(self.profile, settings, messages, render, resolve_for)
+        return ids, resolved.params
 
     def __call__(self, prompts: list, trainer: Any) -> dict[str, list]:
         """This process's share of the batch. Conditions and seeds follow each rollout's
@@ -96,11 +105,11 @@ class BudgetRollout:
             if index // g != group:  # one draw per group
                 group = index // g
                 mode, budget = self.cfg.budgets.draw(group_rng(seed, step, group))
-            ids = self.render(messages, mode)
+            ids, p = self.prompt(messages, mode, budget)
             modes.append(mode.value)
             budgets.append(-1 if budget is None else budget)  # a dataset column: -1 = none
             prompt_ids.append(ids)
-            params.append(self.params(mode, budget, len(ids)))
+            params.append(p)
             seeds.append(rollout_seed(seed, step, index))
         completions = self.engine.generate(
             trainer, prompt_ids, params, seeds, self.cfg.max_completion_length
@@ -139,6 +148,9 @@ def make_trainer(cfg: GRPOStageConfig):
 
     staging, resume_from = prepare_output(cfg.output_dir, cfg.resume)
     tokenizer, profile = load_tokenizer_profile(cfg.model)
+    if cfg.budget_prompt:  # saved with the model: the server states budgets as trained
+        spec = replace(profile.spec, budget_prompt=cfg.budget_prompt)
+        profile = ThinkingProfile.from_tokenizer(tokenizer, spec)
     processes = PartialState(cpu=not torch.cuda.is_available())  # as the Trainer makes it
     records = read_jsonl(cfg.data)
     dataset = Dataset.from_dict(
@@ -172,7 +184,7 @@ def make_trainer(cfg: GRPOStageConfig):
         processing_class=tokenizer,
         peft_config=cfg.lora.peft_config() if cfg.lora else None,
         rollout_func=BudgetRollout(cfg, tokenizer, profile),
-        callbacks=callbacks(cfg),
+        callbacks=callbacks(cfg, profile.spec),
     )
     return trainer, tokenizer, profile, resume_from
 

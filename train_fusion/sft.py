@@ -72,7 +72,7 @@ def make_trainer(cfg: SFTStageConfig):
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=cfg.lora.peft_config() if cfg.lora else None,
-        callbacks=callbacks(cfg),
+        callbacks=callbacks(cfg, profile.spec),
     )
     return trainer, tokenizer, profile, resume_from
 

@@ -14,7 +14,8 @@ the same thing, to give budget-aware RL a real choice:
 The answer line is `The answer is N.`; `gold` is N as a string.
 
 Launch: `python -m thinkbudget.train_fusion.task OUT_DIR` writes train.jsonl / heldout.jsonl with
-disjoint questions (the held-out split is fixed by the seed).
+disjoint questions (the held-out split is fixed by the seed), and validation.jsonl (questions
+of the training pool, for choosing a GRPO run's length without looking at held-out ones).
 """
 
 from __future__ import annotations
@@ -66,8 +67,15 @@ def all_questions() -> list[tuple[int, int, int, int]]:
     ]
 
 
-def make_splits(out: Path, heldout: int = 1000, train: int = 40000, seed: int = 0) -> None:
-    """Disjoint held-out questions; training records sample the rest with both styles."""
+def make_splits(
+    out: Path, heldout: int = 1000, train: int = 40000, seed: int = 0, validation: int = 500
+) -> None:
+    """Disjoint held-out questions; training records sample the rest with both styles; the
+    validation questions (for choosing a run's length) are drawn from the rest too, never
+    from the held-out ones, by their own generator (train.jsonl does not change with them).
+    40,000 draws cover nearly every non-held-out question, so validation questions were in
+    the training data: validation measures fit, and only the held-out set measures
+    generalisation."""
     rng = random.Random(seed)
     qs = all_questions()
     rng.shuffle(qs)
@@ -80,6 +88,9 @@ def make_splits(out: Path, heldout: int = 1000, train: int = 40000, seed: int = 
         for _ in range(train):
             q = rng.choice(rest)
             f.write(json.dumps(record(*q, style=rng.choice(["concise", "verbose"]))) + "\n")
+    with open(out / "validation.jsonl", "w") as f:
+        for q in random.Random(f"{seed}:validation").sample(rest, validation):
+            f.write(json.dumps(record(*q, style="concise")) + "\n")
 
 
 def main() -> None:
@@ -88,8 +99,9 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=1000)
     ap.add_argument("--train", type=int, default=40000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--validation", type=int, default=500)
     args = ap.parse_args()
-    make_splits(args.out, args.heldout, args.train, args.seed)
+    make_splits(args.out, args.heldout, args.train, args.seed, args.validation)
 
 
 if __name__ == "__main__":
