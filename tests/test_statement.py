@@ -109,9 +109,11 @@ def stating_server(tiny_model, tokenizer, tmp_path_factory):
 
 
 def test_the_server_states_the_budget_it_enforces(stating_server, tokenizer):
+    model = httpx.get(stating_server.url + "/v1/models").json()["data"][0]["id"]
+
     def ask(**extra) -> tuple[str, dict]:
         body = {
-            "model": "tiny",
+            "model": model,
             "messages": [{"role": "user", "content": "apply x -> (3x+5) mod 11 to x=4, 2 times"}],
             "max_tokens": 120,
             "return_token_ids": True,
