@@ -99,8 +99,8 @@ def test_vllm_rollouts_follow_the_policy(micro):
         trainer.state.global_step = step
         out = trainer.rollout_func(batch, trainer)
         params = [
-            trainer.rollout_func.params(grpo.ThinkingMode(m), None if b < 0 else b, len(ids))
-            for m, b, ids in zip(out["mode"], out["budget"], out["prompt_ids"])
+            trainer.rollout_func.prompt(msgs, grpo.ThinkingMode(m), None if b < 0 else b)[1]
+            for msgs, m, b in zip(batch, out["mode"], out["budget"])
         ]
         expected = reference.generate(trainer, out["prompt_ids"], params, [], 48)
         got = out["completion_ids"]
