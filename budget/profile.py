@@ -51,8 +51,8 @@ class ProfileSpec:
     # tool calls) constrain only what follows thinking. None: structured outputs refused.
     vllm_reasoning_parser: str | None = "qwen3"
     # Budget-conditioned prompting (L1-style): when a request has a budget, this text, with
-    # `{budget}` filled in, ends the last user message, so a model trained with it
-    # (`grpo` recipe option `budget_prompt`) can plan its thinking. None: budgets unstated.
+    # `{budget}` filled in, is stated as the system message (`budget.statement`), so a model
+    # trained with it (`grpo` recipe option `budget_prompt`) can plan its thinking.
     budget_prompt: str | None = None
 
     def to_json(self) -> str:
@@ -122,6 +122,16 @@ def _boundary_ids(tokenizer: Any) -> frozenset[int]:
     return frozenset(out)
 
 
+def _check_budget_prompt(text: str) -> None:
+    """At load, not per request: the text must hold `{budget}` and format with it alone."""
+    try:
+        text.format(budget=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ProfileError(f"budget_prompt {text!r} does not format: {exc!r}") from None
+    if "{budget}" not in text:
+        raise ProfileError(f"budget_prompt {text!r} must contain {{budget}}")
+
+
 @dataclass(frozen=True)
 class ThinkingProfile:
     spec: ProfileSpec
@@ -149,8 +159,8 @@ class ThinkingProfile:
             raise ProfileError(f"extension text {spec.extension_text!r} encodes to nothing")
         if start.touches(ext) or end.touches(ext):
             raise ProfileError("the extension text must not contain a thinking delimiter")
-        if spec.budget_prompt is not None and "{budget}" not in spec.budget_prompt:
-            raise ProfileError(f"budget_prompt {spec.budget_prompt!r} must contain {{budget}}")
+        if spec.budget_prompt is not None:
+            _check_budget_prompt(spec.budget_prompt)
         profile = cls(
             spec=spec,
             start_ids=start.ids,

@@ -5,8 +5,10 @@ option) reads its budget from the prompt: the text, with `{budget}` filled in, i
 message (appended to one the request has). Deviation from L1, which appends it to the
 question: on the demo model (fused with `/think` and `/no_think` flags at the end of the
 user message) a statement there dropped the SFT model's accuracy at budget 48 from 51% to
-8% on validation questions; as the system message it scored 45% (and GRPO starts from it). The server and the GRPO rollouts render through `render_budgeted`,
-so a model sees at serving time exactly the statement it was trained on. The budget stated is
+8% on validation questions; as the system message it scored 45% (GRPO starts from there).
+
+The server and the GRPO rollouts render through `render_budgeted`, so a model sees at
+serving time exactly the statement it was trained on. The budget stated is
 the effective one (after the clamp to `max_tokens`), so the prompt is rendered twice: once to
 measure it, once with the statement; the second rendering is resolved again, which can only
 lower the budget by the statement's length when `max_tokens` is unset and the context is full.

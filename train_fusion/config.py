@@ -167,7 +167,7 @@ class GRPOStageConfig(TrainCommon):
     budget_prompt: str | None = option(
         None,
         help="budget-conditioned prompting (L1-style): this text, with {budget} filled in, "
-        "ends the prompt of budgeted rollouts, and is saved in the model's thinking profile "
+        "is the system message of budgeted rollouts, and is saved in the model's thinking profile "
         "so the server states budgets the same way; null: budgets unstated",
     )
     temperature: float = option(1.0, help="rollout sampling temperature")
