@@ -39,30 +39,34 @@ test-slow: install
 # The shipped demo model, from nothing (train_fusion/recipes/demo/; see README).
 TRAIN := $(BIN)/thinkbudget train
 DEMO  := train_fusion/recipes/demo
+# A GRPO run's checkpoints scored on the validation split (export*.yaml names the chosen one).
+VALIDATE = for s in 20 40 60 80; do $(BIN)/thinkbudget eval --config $(DEMO)/validate.yaml \
+	  --model runs/demo/$(1)/checkpoints/checkpoint-$$s --label step-$$s \
+	  --output_dir runs/demo/validate/$(1)-$$s || exit 1; done
 demo: install
 	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
 	$(TRAIN) init   --config $(DEMO)/init.yaml
 	$(TRAIN) sft    --config $(DEMO)/sft.yaml
 	$(TRAIN) export --config $(DEMO)/export-sft.yaml
 	$(TRAIN) grpo   --config $(DEMO)/grpo.yaml
+	$(call VALIDATE,grpo)
 	$(TRAIN) export --config $(DEMO)/export.yaml
 
 demo-eval: install
 	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
 	$(BIN)/thinkbudget eval --config $(DEMO)/eval-sft.yaml
 	$(BIN)/thinkbudget eval --config $(DEMO)/eval.yaml
-	$(BIN)/thinkbudget eval --compare runs/demo/eval/sft/results.json runs/demo/eval/grpo/results.json --output_dir docs/demo
+	$(BIN)/thinkbudget eval --config $(DEMO)/eval-budget.yaml
+	$(BIN)/thinkbudget eval --compare runs/demo/eval/sft/results.json runs/demo/eval/grpo/results.json \
+	  runs/demo/eval/grpo-budget/results.json --output_dir docs/demo
 
 # Budget-conditioned GRPO (L1-style) from the SFT model; its length chosen on the validation
-# split (export-budget.yaml names the checkpoint); evaluated as demo-eval.
+# split (export-budget.yaml names the checkpoint); demo-eval evaluates it with the others.
 demo-budget: install
 	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
 	$(TRAIN) grpo   --config $(DEMO)/grpo-budget.yaml
-	for s in 20 40 60 80; do $(BIN)/thinkbudget eval --config $(DEMO)/validate.yaml \
-	  --model runs/demo/grpo-budget/checkpoints/checkpoint-$$s --label step-$$s \
-	  --output_dir runs/demo/validate/budget-$$s || exit 1; done
+	$(call VALIDATE,grpo-budget)
 	$(TRAIN) export --config $(DEMO)/export-budget.yaml
-	$(BIN)/thinkbudget eval --config $(DEMO)/eval-budget.yaml
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis

@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
+SETUPS = ("demo", "qwen3-0.6b")  # bench/train_rollouts.py
 
 INTRO = """\
 # Benchmarks
@@ -216,25 +217,27 @@ def train_rollouts() -> str:
     if r is None:
         return "".join(out) + missing("train_rollouts.json")
     out.append(
-        f"Machine: {r['machine']}; result `bench/results/train_rollouts.json`, command "
-        f"`{r['command']}`. Medians over interleaved repetitions, 95% bootstrap intervals in "
+        f"Machine: {r['machine']}; result `bench/results/train_rollouts.json`, commands "
+        "below. Medians over interleaved repetitions, 95% bootstrap intervals in "
         "brackets. Rollout phase = one GRPO step's weight push + generation + masks.\n\n"
     )
     out.append(
         "Setups (see the script's docstring): demo = models/demo-sft, 16 prompts x 8 rollouts, "
-        "up to 200 tokens; qwen3-0.6b = the 0.6B-shape fixture with LoRA, 2 x 8, 128 tokens."
+        "up to 200 tokens; qwen3-0.6b = the 0.6B-shape fixture with LoRA and gradient checkpointing, 2 x 8, "
+        "128 tokens."
         "\n\n| setup | vLLM s | transformers s | speedup | oracle |\n|---|---|---|---|---|\n"
     )
-    for name in ("demo", "qwen3-0.6b"):
-        if name not in r:
-            continue
-        x = r[name]
-        o = x["oracle"]
-        out.append(
-            f"| {name} rollout phase | {_ci(x['rollout_s']['vllm'])} | "
-            f"{_ci(x['rollout_s']['transformers'])} | {_ci(x['speedup_vllm'], 'ratio')}x | "
-            f"{o['rollouts']} rollouts, {o['violations']} violations |\n"
-        )
+    commands = []
+    for name in SETUPS:
+        x = r.get(name, {})
+        if "rollout_s" in x:
+            o = x["oracle"]
+            out.append(
+                f"| {name} rollout phase | {_ci(x['rollout_s']['vllm'])} | "
+                f"{_ci(x['rollout_s']['transformers'])} | {_ci(x['speedup_vllm'], 'ratio')}x | "
+                f"{o['rollouts']} rollouts, {o['violations']} violations |\n"
+            )
+            commands.append(f"- {name} rollout phase: `{x['command']}`\n")
         if "grpo_step" in x:
             g = x["grpo_step"]
             out.append(
@@ -243,7 +246,8 @@ def train_rollouts() -> str:
                 f"first step (vLLM engine start): {g['first_step_s']['vllm']['median']:.1f} s vs "
                 f"{g['first_step_s']['transformers']['median']:.1f} s |\n"
             )
-    return "".join(out)
+            commands.append(f"- {name} whole GRPO step: `{g['command']}`\n")
+    return "".join(out) + "\nCommands:\n" + "".join(commands)
 
 
 def main() -> None:

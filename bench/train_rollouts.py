@@ -7,20 +7,23 @@ recipe's path: same model, prompts, group size, budget draws and lengths) and me
   vLLM engine re-syncs the weights as it does after each optimizer step. Repetitions
   alternate which engine goes first;
 - with `--step-reps`: the whole GRPO step (`step_time` as TRL logs it) from
-  `thinkbudget train grpo` runs per engine, interleaved, steps >= 2 (step 1 holds the vLLM
-  engine's start, reported apart);
+  `thinkbudget train grpo` runs of the same setup config per engine, interleaved, steps >= 2
+  (step 1 holds the vLLM engine's start, reported apart);
 - the exactness oracle (`bench/oracle.py`, which never imports `budget/`) over every vLLM
   rollout: thinking within the budget, at most one cut, nothing re-opened, and the masked
   (forced) tokens exactly the termination text, the end delimiter and the separator.
 
 Setups: `demo` (models/demo-sft, the demo recipe's 16 prompts x 8 rollouts, 200 tokens) and
-`qwen3-0.6b` (Qwen3-0.6B's architecture at random init with the real tokenizer, LoRA r32 as
-in the Qwen3 recipe, 2 prompts x 8 rollouts, 128 tokens: random weights never close a
-thought, so every rollout runs the full length in both engines). On CPU the policy trains
-in float32 and the vLLM engine runs the checkpoint's dtype (bfloat16 for the 0.6B fixture).
+`qwen3-0.6b` (Qwen3-0.6B's architecture at random init with the real tokenizer, LoRA r32
+and gradient checkpointing as in the Qwen3 recipe, 2 prompts x 8 rollouts, 128 tokens:
+random weights never close a thought, so every rollout runs the full length in both
+engines). On CPU the policy trains in float32 and the vLLM engine runs the checkpoint's
+dtype (bfloat16 for the 0.6B fixture).
 
 Launch: python -m bench.train_rollouts [--reps 5] [--step-reps 3]
         [--setups demo,qwen3-0.6b]   -> bench/results/train_rollouts.json
+(a run replaces what it measured in that file, each part with its command, and keeps the
+rest, so the slow 0.6B setup can be measured apart; `--reps 0` or `--step-reps 0` skips a part).
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
+
+import yaml
 
 from bench.oracle import Oracle
 from bench.stats import median_ci, ratio_ci
@@ -70,6 +76,7 @@ def setup_config(name: str, data: Path, out: Path, engine: str) -> GRPOStageConf
         prompts_per_step=2,
         max_completion_length=128,
         lora=LoraSettings(r=32, alpha=64),
+        gradient_checkpointing=True,  # as the Qwen3 recipe; rollouts run in eval mode anyway
         budgets=BudgetDistribution(unlimited=0.2, no_think=0.1, min_budget=16, max_budget=96),
         vllm=VLLMRolloutSettings(max_model_len=512, kv_cache_memory_bytes=512 << 20),
         **common,
@@ -146,29 +153,27 @@ def time_rollouts(name: str, data: Path, out: Path, reps: int) -> dict:
     }
 
 
-def train_steps(engine: str, data: Path, out: Path, steps: int) -> list[float]:
-    """`step_time` of each step of a `thinkbudget train grpo` run on the demo recipe."""
-    folder = out / f"steps-{engine}-{time.monotonic_ns()}"
-    cmd = [sys.executable, "-m", "thinkbudget", "train", "grpo"]
-    cmd += ["--config", str(ROOT / "train_fusion" / "recipes" / "demo" / "grpo.yaml")]
-    cmd += ["--model", str(ROOT / "models" / "demo-sft"), "--data", str(data)]
-    cmd += ["--output_dir", str(folder), "--max_steps", str(steps), "--logging_steps", "1"]
-    cmd += ["--save_steps", "1000", "--rollout_engine", engine, "--vllm.max_model_len", "512"]
-    cmd += ["--vllm.kv_cache_memory_bytes", str(256 << 20)]
+def train_steps(cfg: GRPOStageConfig, out: Path, steps: int) -> list[float]:
+    """`step_time` of each step of a `thinkbudget train grpo` run of the setup's config."""
+    folder = out / f"steps-{cfg.rollout_engine}-{time.monotonic_ns()}"
+    run = replace(cfg, output_dir=str(folder), max_steps=steps, logging_steps=1, save_steps=1000)
+    recipe = out / f"{folder.name}.yaml"
+    recipe.write_text(yaml.safe_dump(asdict(run)))
+    cmd = [sys.executable, "-m", "thinkbudget", "train", "grpo", "--config", str(recipe)]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     logs = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     return [r["step_time"] for r in logs if "step_time" in r]
 
 
-def time_steps(data: Path, out: Path, reps: int, steps: int) -> dict:
+def time_steps(name: str, data: Path, out: Path, reps: int, steps: int) -> dict:
     first: dict[str, list[float]] = {e: [] for e in ENGINES}
     later: dict[str, list[float]] = {e: [] for e in ENGINES}
     for rep in range(reps):
         for engine in ENGINES if rep % 2 else ENGINES[::-1]:
-            times = train_steps(engine, data, out, steps)
+            times = train_steps(setup_config(name, data, out, engine), out, steps)
             first[engine].append(times[0])
             later[engine] += times[1:]
-            print(f"steps rep {rep} {engine}: {[round(t, 2) for t in times]}", flush=True)
+            print(f"{name} steps rep {rep} {engine}: {[round(t, 2) for t in times]}", flush=True)
     return {
         "steps_per_run": steps,
         "step_s": {e: median_ci(t) | {"runs": [round(x, 3) for x in t]} for e, t in later.items()},
@@ -180,22 +185,28 @@ def time_steps(data: Path, out: Path, reps: int, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5, help="rollout-phase repetitions per engine")
-    ap.add_argument("--step-reps", type=int, default=3, help="demo training runs per engine")
-    ap.add_argument("--steps", type=int, default=4, help="steps per demo training run")
+    ap.add_argument("--step-reps", type=int, default=3, help="training runs per engine")
+    ap.add_argument("--steps", type=int, default=4, help="steps per training run")
     ap.add_argument("--setups", default="demo,qwen3-0.6b")
     ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "train_rollouts.json"))
     args = ap.parse_args(argv)
     command = " ".join(["python -m bench.train_rollouts", *(argv or sys.argv[1:])])
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "command": command}
+    output = Path(args.output)
+    # One file for all setups: a run replaces the setups it measured and keeps the others.
+    result: dict = json.loads(output.read_text()) if output.is_file() else {}
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         task.make_splits(out / "data", heldout=10, train=2000, seed=0)
         data = out / "data" / "train.jsonl"
         for name in args.setups.split(","):
-            result[name] = time_rollouts(name, data, out, args.reps)
-        if args.step_reps and "demo" in args.setups:
-            result["demo"]["grpo_step"] = time_steps(data, out, args.step_reps, args.steps)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+            entry = result.setdefault(name, {})
+            if args.reps:
+                entry |= time_rollouts(name, data, out, args.reps) | {"command": command}
+            if args.step_reps:
+                steps = time_steps(name, data, out, args.step_reps, args.steps)
+                entry["grpo_step"] = steps | {"command": command}
+    output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 
