@@ -4,6 +4,7 @@ serve -> eval round trip. Real TRL trainers, the real server and vLLM engine."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -223,6 +224,9 @@ def test_export_serve_eval_round_trip(micro):
         check=True,
         cwd=ROOT,
     )
+    umask = os.umask(0)
+    os.umask(umask)  # safetensors writes 0600; the export is readable as the umask allows
+    assert (exported / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (exported / "thinking_profile.json").is_file() and not changed(
         micro["sft"] / "final", exported
     )
