@@ -223,8 +223,8 @@ def train_rollouts() -> str:
     )
     out.append(
         "Setups (see the script's docstring): demo = models/demo-sft, 16 prompts x 8 rollouts, "
-        "up to 200 tokens; qwen3-0.6b = the 0.6B-shape fixture with LoRA and gradient checkpointing, 2 x 8, "
-        "128 tokens."
+        "up to 200 tokens; qwen3-0.6b = the 0.6B-shape fixture with LoRA and gradient "
+        "checkpointing, 2 x 8, 128 tokens."
         "\n\n| setup | vLLM s | transformers s | speedup | oracle |\n|---|---|---|---|---|\n"
     )
     commands = []
