@@ -7,9 +7,9 @@ reasoning or answer) p50 / p99, time to the first visible text (first chunk with
 non-whitespace text) p50, and errors. The two TTFTs differ where a reply starts with
 whitespace: vLLM streams it, thinkbudget drops leading whitespace of the reasoning and the
 answer, so its first chunk is the first visible one (the random model starts thinking with a
-newline on most prompts here). Both servers run the same model with the same engine settings (vLLM defaults: prefix caching
-on, log stats on). The request body is the same for both: `thinking_token_budget` is
-vLLM's field and an alias of thinkbudget's `thinking_budget`.
+newline on most prompts here). Both servers run the same model with the same engine settings
+(vLLM defaults: prefix caching on, log stats on). The request body is the same for both:
+`thinking_token_budget` is vLLM's field and an alias of thinkbudget's `thinking_budget`.
 - thinkbudget: `thinkbudget serve`, its defaults (budget processor loaded, splice cuts);
 - vLLM: `vllm.entrypoints.openai.api_server` with `--reasoning-parser qwen3` and a
   `--reasoning-config` whose end string is the text thinkbudget forces (Qwen's termination

@@ -188,10 +188,11 @@ def http() -> str:
     for c, row in r["levels"].items():
         for s in ("thinkbudget", "vllm"):
             x = row[s]
+            chunks = statistics.median(x["reasoning_chunks_p50"])
             out.append(
                 f"| {c} | {s} | {_ci(x['tokens_per_s'], fmt='.0f')} | "
                 f"{_ci(x['ttft_p50_ms'], fmt='.0f')} | {x['ttft_p99_ms']['median']:.0f} | "
-                f"{_ci(x['ttfv_p50_ms'], fmt='.0f')} | {x['errors']} | {statistics.median(x['reasoning_chunks_p50']):.0f} | "
+                f"{_ci(x['ttfv_p50_ms'], fmt='.0f')} | {x['errors']} | {chunks:.0f} | "
                 f"{x['api_cpu_s_per_1k_tokens']:.3f} | {x['engine_cpu_s_per_1k_tokens']:.3f} |\n"
             )
     out.append(
