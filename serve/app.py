@@ -26,6 +26,8 @@ from thinkbudget.serve.config import ServerConfig
 from thinkbudget.serve.engine import EngineHandle
 from thinkbudget.serve.middleware import AdmissionLimit, BearerAuth, BodyLimit, error_response
 from thinkbudget.serve.routes import router
+from thinkbudget.serve.sealing import ReasoningSeal
+from thinkbudget.serve.store import ResponseStore
 
 log = logging.getLogger("thinkbudget")
 
@@ -41,32 +43,34 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {err.get('msg')}" if param else str(err.get("msg"))), param
 
 
-async def on_validation(_: Request, exc: RequestValidationError):
-    return error_response(400, *_validation_message(exc))
+async def on_validation(request: Request, exc: RequestValidationError):
+    message, param = _validation_message(exc)
+    return error_response(400, message, param, request.url.path)
 
 
-async def on_request_error(_: Request, exc: RequestError):
-    return error_response(exc.status, exc.message, exc.param)
+async def on_request_error(request: Request, exc: RequestError):
+    return error_response(exc.status, exc.message, exc.param, request.url.path)
 
 
-async def on_http(_: Request, exc: StarletteHTTPException):
-    return error_response(exc.status_code, str(exc.detail))
+async def on_http(request: Request, exc: StarletteHTTPException):
+    return error_response(exc.status_code, str(exc.detail), path=request.url.path)
 
 
-async def on_client_error(_: Request, exc: Exception):
+async def on_client_error(request: Request, exc: Exception):
     """vLLM's own request validation (sampling parameters, grammars): a 400. Registered per
     exception type so that the connection stays open (Starlette's catch-all handler answers,
     then re-raises, and the server closes the connection)."""
-    return error_response(400, str(exc))
+    return error_response(400, str(exc), path=request.url.path)
 
 
-async def on_engine_dead(_: Request, exc: Exception):
-    return error_response(503, "the engine has stopped; the server is restarting")
+async def on_engine_dead(request: Request, exc: Exception):
+    message = "the engine has stopped; the server is restarting"
+    return error_response(503, message, path=request.url.path)
 
 
-async def on_error(_: Request, exc: Exception):
+async def on_error(request: Request, exc: Exception):
     log.exception("unhandled error")
-    return error_response(500, "internal error")
+    return error_response(500, "internal error", path=request.url.path)
 
 
 async def watch_engine(app: FastAPI, every_s: float = 0.5) -> None:
@@ -96,6 +100,8 @@ def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> F
     app = FastAPI(title="thinkbudget", version="0.1.0", lifespan=lifespan)
     app.state.config, app.state.loaded = config, loaded
     app.state.engine_dead = False  # set by the watchdog; `thinkbudget serve` then exits 1
+    app.state.seal = ReasoningSeal(config.reasoning_key, config.model_name)
+    app.state.stored = ResponseStore(config.responses_store_size)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

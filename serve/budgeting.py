@@ -8,7 +8,7 @@ an explicit budget wins over an effort level) and the server default. The clamp 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from thinkbudget.budget.profile import ThinkingProfile
 from thinkbudget.budget.resolve import BudgetError, ThinkingMode, ThinkingSettings
@@ -51,7 +51,7 @@ def _requested_budget(req: ThinkingFields, max_model_len: int) -> tuple[bool, in
             given["thinking.budget_tokens"] = req.thinking.budget_tokens
         elif req.thinking.budget_tokens is not None:
             raise RequestError(
-                "thinking.budget_tokens cannot be set when thinking.type is 'disabled'",
+                f"thinking.budget_tokens cannot be set when thinking.type is {req.thinking.type!r}",
                 "thinking.budget_tokens",
             )
     values = {name: _budget_value(name, v, max_model_len) for name, v in given.items()}
@@ -75,7 +75,7 @@ def _enable_switch(req: ThinkingFields, template_kwargs: Mapping | None) -> bool
             )
         switches["chat_template_kwargs.enable_thinking"] = value
     if req.thinking is not None:
-        switches["thinking.type"] = req.thinking.type == "enabled"
+        switches["thinking.type"] = req.thinking.type != "disabled"
     if len(set(switches.values())) > 1:
         listed = ", ".join(f"{k}={v}" for k, v in switches.items())
         raise RequestError(f"conflicting thinking switches: {listed}", next(iter(switches)))
@@ -150,3 +150,18 @@ def plan_thinking(
     except BudgetError as exc:
         raise RequestError(exc.message, exc.param) from None
     return settings, enable
+
+
+def turn_thinking(messages: list[dict], termination_text: str, encode: Callable) -> int:
+    """Thinking tokens already spent in the current turn: the reasoning of the assistant
+    messages after the last user message (tool results are `tool` messages, so a step that
+    only returns them continues the turn). Counted as the budget counts thinking: the
+    model's own tokens, without a termination text forced at an earlier cut."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    spent = 0
+    for m in messages[last_user + 1 :]:
+        text = m.get("reasoning_content") if m.get("role") == "assistant" else None
+        if isinstance(text, str):
+            text = text.replace(termination_text, "").strip() if termination_text else text.strip()
+            spent += len(encode(text, add_special_tokens=False)) if text else 0
+    return spent

@@ -84,14 +84,15 @@ def nearest(name: str, known: set[str]) -> str | None:
     return best if best is not None and edit_distance(name, best) <= 2 else None
 
 
-def ignored_fields(req: BaseModel) -> list[str]:
-    """The unknown fields of `req` to ignore; raises for those that must not be ignored."""
+def ignored_fields(req: BaseModel, tolerated: frozenset[str] = IGNORED) -> list[str]:
+    """The unknown fields of `req` to ignore (`tolerated`: the protocol's fields the server
+    accepts without acting on them); raises for those that must not be ignored."""
     extra: dict[str, Any] = req.model_extra or {}
     if not extra:
         return []
-    known = set(type(req).model_fields) | IGNORED
+    known = set(type(req).model_fields) | tolerated
     for name in extra:
-        if name in IGNORED:
+        if name in tolerated:
             continue
         close = nearest(name, known)
         if any(w in name.lower() for w in THINKING_WORDS) or close:

@@ -10,7 +10,14 @@ from typing import Literal
 
 from thinkbudget.budget.config import ConfigError, option
 
-DEFAULT_EFFORT_BUDGETS = {"minimal": 256, "low": 1024, "medium": 4096, "high": -1}
+DEFAULT_EFFORT_BUDGETS = {
+    "minimal": 256,
+    "low": 1024,
+    "medium": 4096,
+    "high": -1,
+    "xhigh": -1,
+    "max": -1,
+}
 
 
 def parse_efforts(value: str | dict) -> dict[str, int]:
@@ -25,8 +32,8 @@ def parse_efforts(value: str | dict) -> dict[str, int]:
         text = str(raw)
         if name not in table or not text.lstrip("-").isdigit() or int(text) < -1:
             raise ConfigError(
-                f"bad effort budget {name}={raw}: use minimal=N,low=N,medium=N,high=N "
-                "(N >= 0, or -1 for unlimited)"
+                f"bad effort budget {name}={raw}: use LEVEL=N with LEVEL one of "
+                f"{', '.join(DEFAULT_EFFORT_BUDGETS)} (N >= 0, or -1 for unlimited)"
             )
         table[name] = int(text)
     return table
@@ -62,6 +69,24 @@ class ServerConfig:
     )
     default_thinking_budget: int = option(
         -1, help="budget for requests that set none (-1 = unlimited)"
+    )
+    thinking_budget_scope: Literal["request", "turn"] = option(
+        "request",
+        help="request: each request's budget is its own; turn: thinking already written in the "
+        "current agent turn (assistant reasoning after the last user message) counts against "
+        "it (requests may set thinking_budget_scope)",
+    )
+    reasoning_key: str | None = option(
+        None,
+        secret=True,
+        help="secret that seals reasoning into thinking-block signatures and encrypted_content "
+        "(or THINKBUDGET_REASONING_KEY); default: a random key per start, so tokens last "
+        "until a restart. Replicas behind one load balancer need the same key",
+    )
+    responses_store_size: int = option(
+        1024,
+        help="responses kept for previous_response_id and GET /v1/responses/ID (least "
+        "recently used dropped first); 0: none kept, store is refused",
     )
     answer_reserve: int = option(32, help="answer tokens kept free of thinking within max_tokens")
     cut_mode: Literal["splice", "force"] = option(
@@ -113,7 +138,9 @@ class ServerConfig:
         self.reasoning_effort_budgets = parse_efforts(self.reasoning_effort_budgets)
         if self.default_thinking_budget < -1:
             raise ConfigError("--default-thinking-budget must be >= 0, or -1 for unlimited")
-        for name in ("answer_reserve", "max_pending", "max_body_bytes"):
+        if self.reasoning_key is None:
+            self.reasoning_key = os.environ.get("THINKBUDGET_REASONING_KEY") or None
+        for name in ("answer_reserve", "max_pending", "max_body_bytes", "responses_store_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
         if self.max_n < 1:

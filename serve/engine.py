@@ -94,6 +94,7 @@ class Prepared:
     logprobs: int | None = None  # top alternatives per token; None: no logprobs
     user_stop_ids: list[int] = field(default_factory=list)
     phased: bool = False  # budget in phases, no logits processor (serve.phased)
+    turn_spent: int | None = None  # with the turn scope: the turn's earlier thinking tokens
 
 
 class EngineHandle:

@@ -50,6 +50,7 @@ class Choice:
     sampling_kwargs: dict[str, Any]
     request_id: str
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    cached_tokens: int | None = None  # prompt tokens the prefix cache held (first request)
 
 
 async def merge(streams: list[AsyncIterator[Delta]]) -> AsyncIterator[Delta]:
@@ -117,7 +118,10 @@ class Generation:
 
     def stats(self, index: int) -> dict | None:
         choice = self.choices[index]
-        return choice.tracker.stats(choice.prep.budget)
+        stats = choice.tracker.stats(choice.prep.budget)
+        if stats is not None and choice.prep.turn_spent is not None:
+            stats["turn_tokens"] = choice.prep.turn_spent + stats["tokens"]
+        return stats
 
     def ids(self, index: int) -> dict:
         """The choice's token-id fields (empty unless the request asked for them)."""
@@ -125,6 +129,10 @@ class Generation:
         if not choice.prep.return_token_ids:
             return {}
         return {"prompt_token_ids": choice.prep.prompt_ids, "token_ids": choice.tracker.token_ids}
+
+    def cached_tokens(self) -> int:
+        """Prompt tokens read from vLLM's prefix cache, over the request's choices."""
+        return sum(c.cached_tokens or 0 for c in self.choices)
 
     def usage(self) -> dict:
         completion = sum(t.completion_tokens for t in self.trackers)
@@ -207,6 +215,8 @@ class Generation:
                 current, stream = stream, None
                 try:
                     async for out in current:
+                        if choice.cached_tokens is None:
+                            choice.cached_tokens = out.num_cached_tokens
                         if self.first_token is None and out.outputs[0].token_ids:
                             self.first_token = time.monotonic()
                         delta, cut = self._feed(choice, out.outputs[0])

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware of the server and the OpenAI-format error response they share.
+"""Pure ASGI middleware of the server and the error response they share, in the format of
+the protocol a path belongs to: Anthropic's under `/v1/messages`, OpenAI's elsewhere.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware, which re-streams every response body
 through memory streams (a fifth of the server's CPU under load).
@@ -20,27 +21,69 @@ ERROR_TYPES = {
 }
 
 
-def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
+# Anthropic's error types (https://docs.anthropic.com/en/api/errors) by status.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+ANTHROPIC_PREFIX = "/v1/messages"
+
+
+def is_anthropic(path: str) -> bool:
+    return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
+
+
+def anthropic_error(status: int, message: str) -> dict:
+    fallback = "api_error" if status >= 500 else "invalid_request_error"
+    kind = ANTHROPIC_ERROR_TYPES.get(status, fallback)
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_response(
+    status: int, message: str, param: str | None = None, path: str = ""
+) -> JSONResponse:
+    """The error body of the protocol `path` belongs to (OpenAI's unless Anthropic's)."""
+    if is_anthropic(path):
+        return JSONResponse(anthropic_error(status, message), status_code=status)
     kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return JSONResponse(body, status_code=status)
 
 
 class BearerAuth:
-    """Pure ASGI middleware: every path but /health needs `Authorization: Bearer KEY`,
-    compared in constant time. (Starlette's BaseHTTPMiddleware would re-stream every
-    response body through memory streams: a fifth of the server's CPU under load.)"""
+    """Pure ASGI middleware: every path but /health needs the key, as `Authorization: Bearer
+    KEY` (OpenAI's clients) or `x-api-key: KEY` (Anthropic's), compared in constant time."""
 
     def __init__(self, app: Any, key: str) -> None:
-        self.app, self.expected = app, f"Bearer {key}".encode()
+        self.app, self.bearer, self.key = app, f"Bearer {key}".encode(), key.encode()
+
+    def _authorised(self, headers: list) -> bool:
+        bearer = next((v for k, v in headers if k == b"authorization"), None)
+        api_key = next((v for k, v in headers if k == b"x-api-key"), None)
+        ok = False
+        if bearer is not None:
+            ok |= hmac.compare_digest(bearer, self.bearer)
+        if api_key is not None:
+            ok |= hmac.compare_digest(api_key, self.key)
+        return ok
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] != "/health":
-            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(given, self.expected):
-                response = error_response(401, "missing or wrong API key (Authorization: Bearer)")
-                await response(scope, receive, send)
-                return
+        guarded = scope["type"] == "http" and scope["path"] != "/health"
+        if guarded and not self._authorised(scope["headers"]):
+            response = error_response(
+                401,
+                "missing or wrong API key (Authorization: Bearer KEY, or x-api-key: KEY)",
+                path=scope["path"],
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -56,7 +99,9 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        too_big = error_response(413, f"the request body exceeds {self.max_bytes} bytes")
+        too_big = error_response(
+            413, f"the request body exceeds {self.max_bytes} bytes", path=scope["path"]
+        )
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await too_big(scope, receive, send)
@@ -102,7 +147,9 @@ class AdmissionLimit:
             return
         if self.active >= self.limit:
             busy = error_response(
-                429, f"the server has {self.limit} requests in flight; retry later"
+                429,
+                f"the server has {self.limit} requests in flight; retry later",
+                path=scope["path"],
             )
             busy.headers["Retry-After"] = "1"
             await busy(scope, receive, send)

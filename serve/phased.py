@@ -98,6 +98,8 @@ class PhasedChoice:
         try:
             async for out in stream:
                 o = out.outputs[0]
+                if self.choice.cached_tokens is None:
+                    self.choice.cached_tokens = out.num_cached_tokens
                 if self.gen.first_token is None and o.token_ids:
                     self.gen.first_token = time.monotonic()
                 sampled = o.logprobs if self.choice.prep.logprobs is not None else None

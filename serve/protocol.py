@@ -11,7 +11,15 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_serializer,
+)
 
 # What the engine's wire format (msgpack) carries: a larger int is a 400 here, not a 500 there.
 Int64 = Annotated[StrictInt, Field(ge=-(1 << 63), lt=1 << 63)]
@@ -45,6 +53,9 @@ class ChatMessage(_Open):
             if len(texts) != len(self.content) or not all(isinstance(t, str) for t in texts):
                 raise ValueError("only text content parts are supported by a text model")
             out["content"] = "".join(texts)
+        if "reasoning" in out:  # vLLM's name for it; templates read reasoning_content
+            reasoning = out.pop("reasoning")
+            out.setdefault("reasoning_content", reasoning)
         return out
 
 
@@ -53,8 +64,14 @@ class StreamOptions(_Open):
 
 
 class AnthropicThinking(_Strict):
-    type: Literal["enabled", "disabled"]
-    budget_tokens: StrictInt | None = None
+    type: Literal["enabled", "disabled", "adaptive", "between_tools"] = Field(
+        description="enabled (with budget_tokens); adaptive or between_tools (the budget of the "
+        "effort level, output_config.effort on Messages); disabled"
+    )
+    budget_tokens: StrictInt | None = Field(None, description="the thinking budget (enabled)")
+    display: Literal["summarized", "omitted"] | None = Field(
+        None, description="omitted: thinking blocks carry only their signature (Messages)"
+    )
 
 
 class FunctionDef(_Open):
@@ -81,7 +98,7 @@ class ResponseFormat(_Open):
 
 
 Stop = StrictStr | Annotated[list[StrictStr], Field(max_length=16)] | None
-Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]  # vLLM rejects 0
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
@@ -107,6 +124,12 @@ class ThinkingFields(_Open):
     )
     termination_text: StrictStr | None = Field(
         None, description="forced at a cut before the end delimiter; '' gives a hard cut"
+    )
+    thinking_budget_scope: Literal["request", "turn"] | None = Field(
+        None,
+        description="turn: thinking already written in this agent turn (reasoning of assistant "
+        "messages after the last user message) counts against the budget; default: the "
+        "server's --thinking-budget-scope",
     )
 
 
@@ -180,6 +203,14 @@ class ThinkingStats(BaseModel):
     budget: int | None  # the effective budget after clamping; None = unlimited
     cut: bool  # whether the server cut thinking
     forced_tokens: int  # tokens the server forced (termination text, extension text)
+    turn_tokens: int | None = None  # with the turn scope: this turn's thinking, this step's too
+
+    @model_serializer(mode="wrap")
+    def _scoped_only(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("turn_tokens") is None:  # reported with the turn scope only
+            out.pop("turn_tokens", None)
+        return out
 
 
 class CompletionTokensDetails(BaseModel):

@@ -36,6 +36,7 @@ class Segment:
         self._undecoded: list[int] = []  # tokens of an incomplete UTF-8 sequence
         self.tokens = 0
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the segment
 
     def push(self, token: int) -> str:
         self.tokens += 1
@@ -55,10 +56,11 @@ class Segment:
         if not self._stop:
             return piece
         buf = self._pending + piece
-        hits = [i for i in (buf.find(s) for s in self._stop) if i >= 0]
+        hits = [(i, s) for s in self._stop if (i := buf.find(s)) >= 0]
         if hits:
+            at, self.matched = min(hits)
             self.stopped, self._pending = True, ""
-            return buf[: min(hits)]
+            return buf[:at]
         cut = max(0, len(buf) - self._hold)
         self._pending = buf[cut:]
         return buf[:cut]

@@ -179,8 +179,9 @@ def test_server_config_keeps_the_api_key_out_of_repr_and_help():
     ],
 )
 def test_stream_chunk_json_is_the_pydantic_models_json(delta):
+    from thinkbudget.serve.api.chat import _chunk
     from thinkbudget.serve.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage
-    from thinkbudget.serve.responses import _chunk, _data
+    from thinkbudget.serve.sse import data as _data
 
     head = {"id": "chatcmpl-1", "created": 1700000000, "model": "m"}
     choice = ChunkChoice(index=2, delta=DeltaMessage(**delta))

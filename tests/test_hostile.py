@@ -79,7 +79,7 @@ def test_sse_events_stay_one_line_for_readers_that_split_on_unicode_line_breaks(
 
     from httpx._decoders import LineDecoder
 
-    from thinkbudget.serve.responses import _data
+    from thinkbudget.serve.sse import data as _data
 
     text = "a\u2028b\x85c\u2029d\x0be\x1cf"
     event = _data({"choices": [{"delta": {"content": text}}]})
