@@ -158,10 +158,11 @@ def turn_thinking(messages: list[dict], termination_text: str, encode: Callable)
     only returns them continues the turn). Counted as the budget counts thinking: the
     model's own tokens, without a termination text forced at an earlier cut."""
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    forced = termination_text.strip()  # as the reasoning shows it: whitespace trimmed
     spent = 0
     for m in messages[last_user + 1 :]:
         text = m.get("reasoning_content") if m.get("role") == "assistant" else None
         if isinstance(text, str):
-            text = text.replace(termination_text, "").strip() if termination_text else text.strip()
+            text = (text.replace(forced, "") if forced else text).strip()
             spent += len(encode(text, add_special_tokens=False)) if text else 0
     return spent

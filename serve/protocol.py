@@ -133,19 +133,14 @@ class ThinkingFields(_Open):
     )
 
 
-class SamplingFields(ThinkingFields):
-    model: StrictStr | None = None
+class SamplingExtras(_Open):
+    """Sampling fields of OpenAI's chat API and vLLM's extras that every endpoint takes
+    (the Responses and Messages requests forward them to the chat request they become)."""
+
     frequency_penalty: Penalty = 0.0
     logit_bias: Bias = Field(None, description="token id (as a string) -> bias")
-    n: StrictInt = 1
     presence_penalty: Penalty = 0.0
     seed: Int64 | None = None
-    stop: Stop = None
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_p: TopP | None = None
-    user: StrictStr | None = None
     # -- vLLM's sampling extras ----------------------------------------------------------
     top_k: Annotated[StrictInt, Field(ge=-1, lt=1 << 63)] | None = Field(
         None, description="0 or -1 disables; a value over the vocabulary size keeps every token"
@@ -155,6 +150,21 @@ class SamplingFields(ThinkingFields):
     min_tokens: Annotated[StrictInt, Field(ge=0)] = 0
     ignore_eos: StrictBool = False
     stop_token_ids: list[Annotated[StrictInt, Field(ge=0, lt=1 << 31)]] | None = None
+
+    def sampling_extras(self) -> dict[str, Any]:
+        """These fields as a chat request's, those left at their defaults left out."""
+        return self.model_dump(include=set(SamplingExtras.model_fields), exclude_defaults=True)
+
+
+class SamplingFields(ThinkingFields, SamplingExtras):
+    model: StrictStr | None = None
+    n: StrictInt = 1
+    stop: Stop = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: TopP | None = None
+    user: StrictStr | None = None
     return_token_ids: StrictBool = Field(False, description="return prompt and output token ids")
 
 

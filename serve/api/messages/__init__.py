@@ -6,7 +6,8 @@ Translation in:
   message; `tool_result` blocks -> `tool` messages (before the user's text, as Anthropic
   orders them; `is_error` prefixes "Error: "); assistant `text`, `tool_use` and `thinking` /
   `redacted_thinking` blocks -> one assistant message with content, tool calls and
-  `reasoning_content`. A thinking block's `signature` (and `redacted_thinking.data`) is a
+  `reasoning_content`; a last assistant message is a prefill the answer continues. A thinking
+  block's `signature` (and `redacted_thinking.data`) is a
   sealed token (`serve.sealing`): the reasoning is restored from it; a token that does not
   open is dropped and logged; a block without one is taken as written, as chat's
   `reasoning_content` is. Images and documents are a 400 (a text model).

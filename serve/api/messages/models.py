@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from thinkbudget.serve.protocol import ThinkingFields
+from thinkbudget.serve.protocol import SamplingExtras, ThinkingFields
 
 
 class ErrorDetail(BaseModel):
@@ -96,7 +96,7 @@ class OutputConfig(_Block):
     format: OutputFormat | None = None
 
 
-class MessagesRequest(ThinkingFields):
+class MessagesRequest(ThinkingFields, SamplingExtras):
     model: StrictStr
     messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
     max_tokens: Annotated[StrictInt, Field(ge=1)]
@@ -105,7 +105,6 @@ class MessagesRequest(ThinkingFields):
     stream: StrictBool = False
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
-    top_k: Annotated[StrictInt, Field(ge=-1, lt=1 << 63)] | None = None
     tools: list[AnthropicTool] | None = None
     tool_choice: AnthropicToolChoice | None = None
     output_config: OutputConfig | None = None

@@ -116,7 +116,7 @@ def _tools(req: MessagesRequest) -> tuple[dict[str, Any], list[str]]:
             raise RequestError("tool_choice.name is required with type 'tool'", "tool_choice.name")
         named = {"type": "function", "function": {"name": choice.name}}
         mapped = {"auto": "auto", "any": "required", "none": "none", "tool": named}[choice.type]
-        if functions or mapped == "none":
+        if functions or mapped != "auto":
             out["tool_choice"] = mapped
         if choice.disable_parallel_tool_use is not None:
             out["parallel_tool_calls"] = not choice.disable_parallel_tool_use
@@ -149,11 +149,13 @@ def to_chat(req: MessagesRequest, seal: ReasoningSeal) -> tuple[ChatCompletionRe
         "max_tokens": req.max_tokens,
         "temperature": req.temperature,
         "top_p": req.top_p,
-        "top_k": req.top_k,
+        **req.sampling_extras(),
         "stop": req.stop_sequences,
         **tools,
         **_thinking(req),
     }
+    if req.messages[-1].role == "assistant":  # a prefill: the answer continues it
+        body.update(continue_final_message=True, add_generation_prompt=False)
     fmt = req.output_config.format if req.output_config else None
     if fmt is not None:
         schema = {"name": "output", "schema": fmt.schema_}

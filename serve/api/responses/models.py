@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from thinkbudget.serve.protocol import Effort, ThinkingFields
+from thinkbudget.serve.protocol import Effort, SamplingExtras, ThinkingFields
 
 ENCRYPTED = "reasoning.encrypted_content"
 
@@ -33,7 +33,7 @@ class ReasoningConfig(_Open):
     )
 
 
-class ResponsesRequest(ThinkingFields):
+class ResponsesRequest(ThinkingFields, SamplingExtras):
     model: StrictStr | None = None
     input: StrictStr | list[dict[str, Any]] = Field(description="text, or input items")
     instructions: StrictStr | None = Field(None, description="the system message")
@@ -43,8 +43,6 @@ class ResponsesRequest(ThinkingFields):
     max_output_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
-    top_k: Annotated[StrictInt, Field(ge=-1, lt=1 << 63)] | None = None
-    seed: Annotated[StrictInt, Field(ge=-(1 << 63), lt=1 << 63)] | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
     include: list[StrictStr] | None = Field(

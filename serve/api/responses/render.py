@@ -171,8 +171,8 @@ class ItemStream:
         self.item: dict | None = None
         self.text: list[str] = []
 
-    def emit(self, name: str, **body: Any) -> str:
-        out = event(name, {"type": name, "sequence_number": self.seq, **body})
+    def emit(self, kind: str, /, **body: Any) -> str:
+        out = event(kind, {"type": kind, "sequence_number": self.seq, **body})
         self.seq += 1
         return out
 

@@ -23,9 +23,13 @@ def _text(content: Any, where: str) -> str:
         value = part.get("refusal" if kind == "refusal" else "text") if kind else None
         if kind in ("input_image", "input_file", "input_audio"):
             raise RequestError(f"{kind} content is not supported by a text model", f"{where}.{j}")
-        if kind not in ("input_text", "output_text", "text", "refusal") or not isinstance(
-            value, str
-        ):
+        if kind not in (
+            "input_text",
+            "output_text",
+            "text",
+            "refusal",
+            "reasoning_text",
+        ) or not isinstance(value, str):
             raise RequestError(f"{where}.{j} is not a text part", f"{where}.{j}")
         texts.append(value)
     return "".join(texts)
@@ -215,10 +219,9 @@ def to_chat(
         "max_tokens": req.max_output_tokens,
         "temperature": req.temperature,
         "top_p": req.top_p,
-        "top_k": req.top_k,
-        "seed": req.seed,
+        **req.sampling_extras(),
         "tools": functions or None,
-        "tool_choice": choice if functions or choice == "none" else None,
+        "tool_choice": choice if functions or choice != "auto" else None,
         "parallel_tool_calls": req.parallel_tool_calls,
         "response_format": _format(req),
         "reasoning_effort": effort,
