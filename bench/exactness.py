@@ -28,6 +28,10 @@ model, `harness.fixtures`), with tools (named, required, auto with `<tool_call>`
 logit_bias), json_schema answers and n > 1 in the mix; logit_bias makes the random model
 open thinking often and end it now and then.
 
+`--agent-share S` (default 0.4) sends that share of the chat requests with one choice
+through the agents' endpoints instead, half as Anthropic Messages and half as OpenAI
+Responses requests (`bench.protocols`), checked by the same oracle.
+
 With `--budget-enforcement phases` the server runs budgets without its logits processor
 (`serve.phased`), and `--speculative ngram` adds vLLM's n-gram speculator (which implies
 phases); minimum thinking, which phases refuse, is then left out of the requests.
@@ -53,6 +57,7 @@ from typing import Any
 import httpx
 
 from bench.oracle import Oracle
+from bench.protocols import run_messages, run_responses
 from bench.requests import MAKERS, make_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,8 +82,26 @@ def answer_text(message: dict, body: dict) -> str | None:
     return None
 
 
-async def run_one(client: httpx.AsyncClient, path: str, body: dict) -> list[tuple[dict, str]]:
+def route(jobs: list[tuple[str, dict]], share: float, seed: int) -> list[tuple[str, dict]]:
+    """Chat requests with one choice sent through Messages or Responses instead (a rng of
+    their own, so a seed's requests stay those of earlier runs)."""
+    rng, out = random.Random(seed + 1), []
+    for path, body in jobs:
+        r = rng.random()
+        if path.endswith("chat/completions") and body["n"] == 1 and r < share:
+            path = "/v1/messages" if r < share / 2 else "/v1/responses"
+        out.append((path, body))
+    return out
+
+
+async def run_one(
+    client: httpx.AsyncClient, path: str, body: dict, model: str
+) -> list[tuple[dict, str]]:
     """(choice with thinking/ids/finish_reason, answer text) for each choice."""
+    if path == "/v1/messages":
+        return await run_messages(client, body, model)
+    if path == "/v1/responses":
+        return await run_responses(client, body, model)
     chat = path.endswith("chat/completions")
     if not body["stream"]:
         r = await client.post(path, json=body)
@@ -119,9 +142,10 @@ async def run(
     maker: Any = make_request,
     headers: dict | None = None,
     min_thinking: bool = True,
+    agent_share: float = 0.0,
 ):
     rng = random.Random(seed)
-    jobs = [maker(rng, tok) for _ in range(n_requests)]
+    jobs = route([maker(rng, tok) for _ in range(n_requests)], agent_share, seed)
     if not min_thinking:  # refused in phases mode
         for _, body in jobs:
             body.pop("min_thinking_tokens", None)
@@ -136,14 +160,15 @@ async def run(
     async def one(path: str, body: dict) -> None:
         async with sem:
             try:
-                results = await run_one(client, path, body)
+                results = await run_one(client, path, body, model)
             except Exception as exc:  # an HTTP error is a failure of the run, counted
                 errors[type(exc).__name__] += 1
                 return
+        counts[path] += 1
         for choice, content in results:
             counts["choices"] += 1
             counts["cut"] += bool(choice["thinking"]["cut"])
-            bad, ratio = oracle.check(body, choice, content, path.endswith("chat/completions"))
+            bad, ratio = oracle.check(body, choice, content, path != "/v1/completions")
             if ratio is not None:
                 ratios.append(ratio)
             for v in bad:
@@ -155,6 +180,7 @@ async def run(
                     examples.append({"violation": v, "request": body, "choice": choice})
 
     async with httpx.AsyncClient(base_url=url, timeout=600, headers=headers) as client:
+        model = (await client.get("/v1/models")).json()["data"][0]["id"]
         await asyncio.gather(*(one(p, b) for p, b in jobs))
     return counts, violations, info, errors, ratios, examples
 
@@ -212,6 +238,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--data-parallel-size", type=int, default=1, help="engine replicas behind the server"
     )
+    ap.add_argument(
+        "--agent-share",
+        type=float,
+        default=0.4,
+        help="share of the one-choice chat requests sent as Messages / Responses requests",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "exactness.json")
     return ap.parse_args(argv)
 
@@ -252,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
                 tok,
                 maker,
                 min_thinking=not phased,
+                agent_share=args.agent_share,
             )
         )
     finally:
@@ -269,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "requests": args.requests,
         "choices": counts["choices"],
+        "requests_by_endpoint": {k: v for k, v in counts.items() if k.startswith("/v1/")},
         "cut_choices": counts["cut"],
         "violations": dict(violations),
         "violations_total": sum(violations.values()),

@@ -11,15 +11,8 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    model_serializer,
-)
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 # What the engine's wire format (msgpack) carries: a larger int is a 400 here, not a 500 there.
 Int64 = Annotated[StrictInt, Field(ge=-(1 << 63), lt=1 << 63)]
@@ -150,6 +143,7 @@ class SamplingExtras(_Open):
     min_tokens: Annotated[StrictInt, Field(ge=0)] = 0
     ignore_eos: StrictBool = False
     stop_token_ids: list[Annotated[StrictInt, Field(ge=0, lt=1 << 31)]] | None = None
+    return_token_ids: StrictBool = Field(False, description="return prompt and output token ids")
 
     def sampling_extras(self) -> dict[str, Any]:
         """These fields as a chat request's, those left at their defaults left out."""
@@ -165,7 +159,6 @@ class SamplingFields(ThinkingFields, SamplingExtras):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: TopP | None = None
     user: StrictStr | None = None
-    return_token_ids: StrictBool = Field(False, description="return prompt and output token ids")
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -215,7 +208,7 @@ class ThinkingStats(BaseModel):
     forced_tokens: int  # tokens the server forced (termination text, extension text)
     turn_tokens: int | None = None  # with the turn scope: this turn's thinking, this step's too
 
-    @model_serializer(mode="wrap")
+    @pydantic.model_serializer(mode="wrap")
     def _scoped_only(self, handler: Any) -> dict[str, Any]:
         out = handler(self)
         if out.get("turn_tokens") is None:  # reported with the turn scope only

@@ -7,6 +7,7 @@ reasoning that survives a stateless loop as a sealed token.
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import anthropic
 import httpx
@@ -340,3 +341,51 @@ def test_responses_stream_function_call(oa):
     call = done.response.output[-1]
     assert call.type == "function_call" and json.loads(call.arguments)["city"] in ("Paris", "Rome")
     assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def test_openai_agents_sdk_runs_a_tool_loop_with_a_turn_budget(qwen3_server):
+    """The OpenAI Agents SDK (Responses model) runs a tool step then an answer step; each step
+    is stored, and the second counts the turn's thinking under the turn scope."""
+    from agents import Agent, ModelSettings, Runner, function_tool, set_tracing_disabled
+    from agents.models.openai_responses import OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+    calls: list[str] = []
+
+    @function_tool
+    def get_weather(city: Literal["Paris", "Rome"]) -> str:
+        """Current weather in a city."""
+        calls.append(city)
+        return "sunny, 21 C"
+
+    client = AsyncOpenAI(base_url=qwen3_server.url + "/v1", api_key="-", max_retries=0)
+    settings = ModelSettings(
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=120,
+        extra_body={
+            # thinking opens at once; after it, the turn ends (<|im_end|>) unless a grammar
+            # holds the answer (the required tool call of the first step)
+            "logit_bias": {**OPEN_THINKING, "151645": 50},
+            "thinking_budget": 8,
+            "thinking_budget_scope": "turn",
+        },
+    )
+    agent = Agent(
+        name="weather",
+        instructions="Answer with the weather tool.",
+        tools=[get_weather],
+        model=OpenAIResponsesModel(model=MODEL, openai_client=client),
+        model_settings=settings,
+    )
+    result = Runner.run_sync(agent, "What is the weather in Paris?", max_turns=4)
+    assert len(calls) == 1 and calls[0]  # the tool ran once; then tool_choice reset to auto
+    steps = [r.response_id for r in result.raw_responses]
+    assert len(steps) == 2 and isinstance(result.final_output, str)
+    stored = [httpx.get(f"{qwen3_server.url}/v1/responses/{s}").json() for s in steps]
+    first, second = (s["thinking"] for s in stored)
+    assert first["tokens"] <= 8 and first["turn_tokens"] == first["tokens"]
+    assert second["turn_tokens"] == second["tokens"] + (8 - second["budget"])
+    assert stored[0]["output"][-1]["type"] == "function_call"

@@ -21,10 +21,12 @@ def test_exactness_small(server, tokenizer):
             oracle,
             tokenizer,
             headers={"Authorization": f"Bearer {API_KEY}"},
+            agent_share=0.4,
         )
     )
     assert not errors, errors
     assert counts["choices"] >= 250 and counts["cut"] > 50
+    assert counts["/v1/messages"] > 10 and counts["/v1/responses"] > 10, counts
     assert dict(violations) == {}, examples[:3]
     assert max(ratios) <= 1.0
 
@@ -37,8 +39,18 @@ def test_exactness_qwen3_tools_and_schemas(qwen3_server):
 
     tok = AutoTokenizer.from_pretrained(qwen3_model())
     counts, violations, info, errors, ratios, examples = asyncio.run(
-        run(qwen3_server.url, 150, 16, 7, Oracle.from_tokenizer(tok), tok, make_qwen3_request)
+        run(
+            qwen3_server.url,
+            150,
+            16,
+            7,
+            Oracle.from_tokenizer(tok),
+            tok,
+            make_qwen3_request,
+            agent_share=0.4,
+        )
     )
     assert not errors, errors
+    assert counts["/v1/messages"] > 10 and counts["/v1/responses"] > 10, counts
     assert counts["choices"] >= 150 and counts["cut"] > 20
     assert dict(violations) == {}, examples[:3]

@@ -54,7 +54,15 @@ def test_budgets_are_exact_under_ngram_speculation(spec_server, tokenizer):
     oracle = Oracle.from_tokenizer(tokenizer, "qwen3")
     counts, violations, _, errors, _, examples = asyncio.run(
         run_exactness(
-            spec_server.url, 300, 16, 7, oracle, tokenizer, headers=HEADERS, min_thinking=False
+            spec_server.url,
+            300,
+            16,
+            7,
+            oracle,
+            tokenizer,
+            headers=HEADERS,
+            min_thinking=False,
+            agent_share=0.4,
         )
     )
     assert not errors and counts["cut"] > 50

@@ -90,6 +90,7 @@ class Render:
             "stop_sequence": sequence,
             "usage": self.usage(),
             "thinking": self.gen.stats(0),
+            **self.gen.ids(0),  # with return_token_ids
         }
 
     async def events(self, tools: Any):
@@ -186,6 +187,7 @@ class BlockStream:
             "delta": delta,
             "usage": self.render.usage(),
             "thinking": gen.stats(0),
+            **gen.ids(0),
         }
         stop = ("message_stop", {"type": "message_stop"})
         return [*self._close(), ("message_delta", body), stop]

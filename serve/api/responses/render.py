@@ -133,6 +133,7 @@ class Render:
             "store": self.keep is not None,
             "metadata": (req.model_extra or {}).get("metadata"),
             "thinking": self.gen.stats(0) if done else None,
+            **(self.gen.ids(0) if done else {}),  # with return_token_ids
         }
 
     def finished(self, finish: str | None) -> dict:
