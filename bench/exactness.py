@@ -274,26 +274,17 @@ def main(argv: list[str] | None = None) -> dict:
     url = args.url or server.url
     t0 = time.monotonic()
     try:
+        sizes = (args.requests, args.concurrency, args.seed)
         counts, violations, info, errors, ratios, examples = asyncio.run(
-            run(
-                url,
-                args.requests,
-                args.concurrency,
-                args.seed,
-                oracle,
-                tok,
-                maker,
-                min_thinking=not phased,
-                agent_share=args.agent_share,
-            )
+            run(url, *sizes, oracle, tok, maker, None, not phased, args.agent_share)
         )
     finally:
         if server:
             server.stop()
+    command = " ".join(["python -m bench.exactness", *(argv if argv is not None else sys.argv[1:])])
     result = {
         "bench": "exactness",
-        "command": "python -m bench.exactness "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
         "model": str(model),
         "fixture": args.fixture,
         "budget_enforcement": "phases" if phased else "processor",

@@ -47,6 +47,20 @@ def client(server):
 
 
 @pytest.fixture(scope="session")
+def claude(server):
+    """The real `anthropic` SDK against the tiny-model server."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=server.url, api_key=API_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def model(client):
+    """The tiny-model server's model name."""
+    return client.models.list().data[0].id
+
+
+@pytest.fixture(scope="session")
 def http(server):
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120

@@ -227,44 +227,65 @@ def test_256_streams_then_disconnect_waves_leave_nothing_behind(server, http):
 
 
 # -- hostile input, generated ------------------------------------------------------------------
+def error_of(path: str, body: dict, status: int) -> dict:
+    """The error in the format of the path's protocol: Anthropic's under /v1/messages."""
+    if path.startswith("/v1/messages"):
+        assert body["type"] == "error", body
+        err = body["error"]
+    else:
+        err = body["error"]
+        assert err["code"] == status, body
+    assert err["type"] and len(err["message"]) > 10, body
+    return err
+
+
 @pytest.mark.slow
-def test_schemathesis_finds_no_5xx_and_every_4xx_is_openai_format(tiny_model):
-    """>= 2,000 generated requests (valid and schema-violating) over both generation routes,
-    against the server's own OpenAPI schema."""
+def test_schemathesis_finds_no_5xx_and_every_4xx_is_in_the_protocols_format(tiny_model):
+    """>= 3,800 generated requests (valid and schema-violating) over the four generation
+    routes, against the server's own OpenAPI schema."""
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis.generation.modes import GenerationMode
 
     args = tiny_server_args(tiny_model, "--max-n", "4")
     args[args.index("--max-model-len") + 1] = "192"  # valid requests generate briefly
+    routes = {
+        "/v1/chat/completions": 500,
+        "/v1/completions": 500,
+        "/v1/messages": 250,
+        "/v1/responses": 250,
+        "/v1/messages/count_tokens": 100,
+    }
     with ServerProcess(args, ROOT / ".cache" / "logs" / "schemathesis.log") as srv:
         schema = schemathesis.openapi.from_url(srv.url + "/openapi.json")
-        seen: dict[int, int] = {}
-        for path in ("/v1/chat/completions", "/v1/completions"):
-            op = schema[path]["POST"]
+        seen: dict[str, dict[int, int]] = {}
+        for path, examples in routes.items():
+            op, counts = schema[path]["POST"], seen.setdefault(path, {})
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 @given(case=op.as_strategy(generation_mode=mode))
                 @settings(
-                    max_examples=500,
+                    max_examples=examples,
                     deadline=None,
                     database=None,
                     phases=[Phase.generate],
                     suppress_health_check=list(HealthCheck),
                 )
-                def check(case):
+                def check(case, path=path, counts=counts):
                     r = case.call(base_url=srv.url, timeout=120)
-                    seen[r.status_code] = seen.get(r.status_code, 0) + 1
+                    counts[r.status_code] = counts.get(r.status_code, 0) + 1
                     assert r.status_code < 500, (case.body, r.text[:500])
                     if r.status_code >= 400:
-                        err = r.json()["error"]
-                        assert err["code"] == r.status_code and err["type"], r.text
-                        assert len(err["message"]) > 10, r.text
+                        error_of(path, r.json(), r.status_code)
 
                 check()
-        assert sum(seen.values()) >= 2000, seen
-        assert seen.get(200, 0) > 0 and seen.get(400, 0) > 0, seen
         print("schemathesis statuses:", seen)
+        total = sum(sum(c.values()) for c in seen.values())
+        assert total >= 3000, seen
+        for path in routes:
+            assert seen[path].get(400, 0) > 0, seen
+        for path in ("/v1/chat/completions", "/v1/completions"):
+            assert seen[path].get(200, 0) > 0, seen
 
 
 def test_many_concurrent_seeded_requests_keep_the_engine_alive(server, http):
