@@ -41,16 +41,16 @@ def test_exactness_qwen3_tools_and_schemas(qwen3_server):
     counts, violations, info, errors, ratios, examples = asyncio.run(
         run(
             qwen3_server.url,
-            150,
+            100,
             16,
             7,
             Oracle.from_tokenizer(tok),
             tok,
             make_qwen3_request,
-            agent_share=0.4,
+            agent_share=0.6,
         )
     )
     assert not errors, errors
-    assert counts["/v1/messages"] > 10 and counts["/v1/responses"] > 10, counts
-    assert counts["choices"] >= 150 and counts["cut"] > 20
+    assert counts["/v1/messages"] > 5 and counts["/v1/responses"] > 5, counts
+    assert counts["choices"] >= 100 and counts["cut"] > 20
     assert dict(violations) == {}, examples[:3]

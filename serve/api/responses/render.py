@@ -162,6 +162,28 @@ class Render:
             yield out.emit("response.failed", response=body)
 
 
+OPENING = {  # an output item as response.output_item.added announces it
+    "reasoning": lambda: {
+        "type": "reasoning",
+        "id": _id("rs"),
+        "summary": [],
+        "content": [],
+        "status": "in_progress",
+    },
+    "message": lambda: {
+        "type": "message",
+        "id": _id("msg"),
+        "role": "assistant",
+        "status": "in_progress",
+        "content": [],
+    },
+}
+DELTA_EVENTS = {
+    "reasoning": ("response.reasoning_text.delta", {}),
+    "message": ("response.output_text.delta", {"logprobs": []}),
+}
+
+
 class ItemStream:
     """Responses streaming events from a choice's parts: one output item open at a time
     (reasoning, message or function_call), each closed (its `.done` events, then
@@ -249,50 +271,21 @@ class ItemStream:
         self.item = None
         return out
 
+    def _text(self, kind: str, text: str) -> list[str]:
+        """A reasoning or answer text delta, opening its item first if another is open."""
+        open_kind = self.item["type"] if self.item is not None else None
+        out = [] if open_kind == kind else self._open(OPENING[kind]())
+        self.text.append(text)
+        name, extra = DELTA_EVENTS[kind]
+        out.append(self.emit(name, **self._where, content_index=0, delta=text, **extra))
+        return out
+
     def feed(self, p: Any) -> list[str]:
         out: list[str] = []
-        kind = self.item["type"] if self.item is not None else None
         if p.reasoning:
-            if kind != "reasoning":
-                out += self._open(
-                    {
-                        "type": "reasoning",
-                        "id": _id("rs"),
-                        "summary": [],
-                        "content": [],
-                        "status": "in_progress",
-                    }
-                )
-            self.text.append(p.reasoning)
-            out.append(
-                self.emit(
-                    "response.reasoning_text.delta",
-                    **self._where,
-                    content_index=0,
-                    delta=p.reasoning,
-                )
-            )
+            out += self._text("reasoning", p.reasoning)
         if p.content:
-            if (self.item or {}).get("type") != "message":
-                out += self._open(
-                    {
-                        "type": "message",
-                        "id": _id("msg"),
-                        "role": "assistant",
-                        "status": "in_progress",
-                        "content": [],
-                    }
-                )
-            self.text.append(p.content)
-            out.append(
-                self.emit(
-                    "response.output_text.delta",
-                    **self._where,
-                    content_index=0,
-                    delta=p.content,
-                    logprobs=[],
-                )
-            )
+            out += self._text("message", p.content)
         for call in p.tool_calls or ():
             out += self._call_delta(call)
         if p.done:
