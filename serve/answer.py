@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from thinkbudget.budget.resolve import ThinkingMode
 from thinkbudget.budget.state import Kind
@@ -108,13 +107,3 @@ async def collect(gen: Generation, tools: ToolPlan) -> list[Answer]:
 def stop_sequence(gen: Generation, index: int) -> str | None:
     """The stop string that ended the choice's answer, if one did."""
     return gen.trackers[index].content.matched
-
-
-def usage_counts(gen: Generation) -> dict[str, Any]:
-    """(prompt, completion, reasoning) token counts of the whole request."""
-    u = gen.usage()
-    return {
-        "prompt": u["prompt_tokens"],
-        "completion": u["completion_tokens"],
-        "reasoning": u["completion_tokens_details"]["reasoning_tokens"],
-    }
