@@ -55,13 +55,16 @@ def exactness() -> str:
         "makes the model write it whole, in part and broken off. A first gpt-oss run had one "
         "HTTP error, in the client: a token decoding to U+2028 or U+0085 made httpx's "
         "`iter_lines` split an SSE event; events now escape such characters "
-        "(`serve/responses.py`), and the re-run shown here has none.\n\n"
+        "(`serve/sse.py`), and the re-run shown here has none.\n\n"
         "The budget path is the logits processor unless the row says `phases` (no processor, "
         "`serve/phased.py`), or `phases + ngram` (vLLM's n-gram speculator on the CPU, which "
-        "takes no logits processor; requests without minimum thinking, which phases refuse).\n\n"
-        "| result | fixture | budget path | seed | requests | choices | cut choices | "
-        "violations | HTTP errors | model behaviour | wall s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "takes no logits processor; requests without minimum thinking, which phases refuse). "
+        "Runs made since the agents' endpoints send part of the one-choice chat requests as "
+        "Anthropic Messages and OpenAI Responses requests (`--agent-share`, "
+        "`bench/protocols.py`); the column counts them.\n\n"
+        "| result | fixture | budget path | seed | requests | via Messages / Responses | "
+        "choices | cut choices | violations | HTTP errors | model behaviour | wall s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     for path in runs:
         r = json.loads(path.read_text())
@@ -71,9 +74,11 @@ def exactness() -> str:
             path_used += " + " + r["speculative"]["method"]
         if r.get("data_parallel_size", 1) > 1:
             path_used += f", {r['data_parallel_size']} engines (data parallel)"
+        by = r.get("requests_by_endpoint", {})
+        via = f"{by.get('/v1/messages', 0)} / {by.get('/v1/responses', 0)}" if by else "-"
         out.append(
             f"| `{path.name}` | {r.get('fixture', 'tiny')} | {path_used} | {r.get('seed', 0)} | "
-            f"{r['requests']} | {r['choices']} | {r['cut_choices']} | "
+            f"{r['requests']} | {via} | {r['choices']} | {r['cut_choices']} | "
             f"{r['violations_total']} {r['violations'] or ''} | "
             f"{sum(r['http_errors'].values())} | {behaviour or '-'} | {r['wall_s']} |\n"
         )
