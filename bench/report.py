@@ -36,6 +36,23 @@ def missing(name: str) -> str:
     return f"_Not run yet: `bench/results/{name}` is missing._\n"
 
 
+def _exactness_row(name: str, r: dict) -> str:
+    behaviour = ", ".join(f"{k}: {v}" for k, v in r.get("model_behaviour", {}).items())
+    path_used = r.get("budget_enforcement", "processor")
+    if r.get("speculative"):
+        path_used += " + " + r["speculative"]["method"]
+    if r.get("data_parallel_size", 1) > 1:
+        path_used += f", {r['data_parallel_size']} engines (data parallel)"
+    by = r.get("requests_by_endpoint", {})
+    via = f"{by.get('/v1/messages', 0)} / {by.get('/v1/responses', 0)}" if by else "-"
+    return (
+        f"| `{name}` | {r.get('fixture', 'tiny')} | {path_used} | {r.get('seed', 0)} | "
+        f"{r['requests']} | {via} | {r['choices']} | {r['cut_choices']} | "
+        f"{r['violations_total']} {r['violations'] or ''} | "
+        f"{sum(r['http_errors'].values())} | {behaviour or '-'} | {r['wall_s']} |\n"
+    )
+
+
 def exactness() -> str:
     """One row per exactness run: the 10k-request run on the tiny model and the runs over
     several seeds on each fixture (`exactness*.json`)."""
@@ -66,22 +83,7 @@ def exactness() -> str:
         "choices | cut choices | violations | HTTP errors | model behaviour | wall s |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    for path in runs:
-        r = json.loads(path.read_text())
-        behaviour = ", ".join(f"{k}: {v}" for k, v in r.get("model_behaviour", {}).items())
-        path_used = r.get("budget_enforcement", "processor")
-        if r.get("speculative"):
-            path_used += " + " + r["speculative"]["method"]
-        if r.get("data_parallel_size", 1) > 1:
-            path_used += f", {r['data_parallel_size']} engines (data parallel)"
-        by = r.get("requests_by_endpoint", {})
-        via = f"{by.get('/v1/messages', 0)} / {by.get('/v1/responses', 0)}" if by else "-"
-        out.append(
-            f"| `{path.name}` | {r.get('fixture', 'tiny')} | {path_used} | {r.get('seed', 0)} | "
-            f"{r['requests']} | {via} | {r['choices']} | {r['cut_choices']} | "
-            f"{r['violations_total']} {r['violations'] or ''} | "
-            f"{sum(r['http_errors'].values())} | {behaviour or '-'} | {r['wall_s']} |\n"
-        )
+    out += [_exactness_row(path.name, json.loads(path.read_text())) for path in runs]
     r = json.loads(runs[0].read_text())
     hist = r["spent_over_budget_histogram"]
     out.append(
