@@ -11,6 +11,7 @@ its chunk stream from `serve.answer`'s parts.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -117,7 +118,10 @@ async def prepare_chat(request: Request, req: ChatCompletionRequest) -> Planned:
         settings = structured_settings(h, settings)
     messages = chat_messages(req)
     scope = req.thinking_budget_scope or config.thinking_budget_scope
-    settings, spent = scoped(h, settings, messages, scope)
+    if scope == "turn":  # tokenises the turn's reasoning: off the event loop
+        settings, spent = await asyncio.to_thread(scoped, h, settings, messages, scope)
+    else:
+        spent = None
     tool_dicts = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
     prep = await h.prepare(
         prompt_ids=None,

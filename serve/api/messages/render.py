@@ -78,7 +78,6 @@ class Render:
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model}
 
     async def message(self, tools: Any) -> dict[str, Any]:
-
         (a,) = await collect(self.gen, tools)
         blocks = self.content(a)
         called = any(b["type"] == "tool_use" for b in blocks)
