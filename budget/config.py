@@ -6,7 +6,7 @@ Its command-line flags and its YAML recipes are both derived from it, as TRL's
 - `add_arguments(parser, cls)` adds one flag per field, spelt `--max-model-len` and
   `--max_model_len`, with the field's help and default; nested dataclass sections become
   dotted flags (`--fusion.cut_ratio 0.2`). Bool fields also stand alone
-  (`--enable-auto-tool-choice`); `Literal` fields get choices; str fields keep the text as
+  (`--enable-auto-tool-choice`) and have a `--no-` form; `Literal` fields get choices; str fields keep the text as
   given; other values are read as YAML scalars (`--lora null`, `--budgets [0,16]`).
 - `load(cls, path, given)` reads a YAML recipe (unknown keys are an error, nested sections
   become nested dataclasses), then applies the flags given on the command line.
@@ -122,6 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") 
             help=help_text,
             **_flag_kwargs(hints[f.name]),
         )
+        if _base(hints[f.name]) is bool:  # --no-enable-prefix-caching, as vLLM spells it
+            no = [f"--no-{name.replace('_', '-')}"] + ([f"--no_{name}"] if "_" in f.name else [])
+            parser.add_argument(
+                *no, dest=name, action="store_false", default=argparse.SUPPRESS, help="off"
+            )
 
 
 def given_flags(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:

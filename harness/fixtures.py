@@ -320,8 +320,9 @@ def family_server_args(
 ) -> list[str]:
     """`thinkbudget serve` flags for a family's fixture: vLLM's tool flags for it, compact
     JSON (random weights would pad it with whitespace forever), a small CPU KV cache."""
-    flags = f"--max-model-len 2048 {TOOL_FLAGS[family]} --structured-outputs-disable-any-whitespace --log-level warning --kv-cache-memory-bytes {kv_bytes}"
-    return ["--model", str(model), *flags.split(), *extra]
+    flags = f"--max-model-len 2048 {TOOL_FLAGS[family]} --log-level warning --kv-cache-memory-bytes {kv_bytes}"
+    compact = '{"backend": "xgrammar", "disable_any_whitespace": true}'
+    return ["--model", str(model), *flags.split(), "--structured-outputs-config", compact, *extra]
 
 
 def qwen3_server_args(model: Path, *extra: str, kv_bytes: int = 256 << 20) -> list[str]:

@@ -1,12 +1,13 @@
 """The server's one configuration dataclass: `thinkbudget serve`'s flags (and an optional YAML
-file, `--config`) are derived from it by `thinkbudget.budget.config`."""
+file, `--config`) are derived from it by `thinkbudget.budget.config`. vLLM's engine arguments
+are its `engine` mapping, whose flags come from vLLM's own definitions (`serve.engine_args`)."""
 
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from thinkbudget.budget.config import ConfigError, option
 
@@ -17,6 +18,16 @@ DEFAULT_EFFORT_BUDGETS = {
     "high": -1,
     "xhigh": -1,
     "max": -1,
+}
+
+# vLLM engine arguments thinkbudget sets itself -> what to use instead
+OWNED_ENGINE_ARGS = {
+    "logits_processors": "thinkbudget installs its budget logits processor itself "
+    "(--budget-enforcement chooses processor or phases)",
+    "reasoning_parser": "thinkbudget sets vLLM's reasoning parser from the thinking profile: "
+    "use --thinking-profile",
+    "reasoning_parser_plugin": "thinkbudget sets vLLM's reasoning parser from the thinking "
+    "profile: use --thinking-profile (a profile JSON file for a new family)",
 }
 
 
@@ -50,13 +61,20 @@ class ServerConfig:
         None, secret=True, help="require 'Authorization: Bearer KEY' (or THINKBUDGET_API_KEY)"
     )
     served_model_name: str | None = option(None, help="model name in the API (default: --model)")
-    max_model_len: int | None = option(None, help="context length (default: the model's)")
-    tensor_parallel_size: int = option(1, help="GPUs one model is split over (vLLM)")
-    data_parallel_size: int = option(1, help="engine replicas behind the server (vLLM)")
     kv_cache_memory_bytes: int | None = option(
         None, help="KV cache size in bytes (CPU default: 1 GiB)"
     )
-    dtype: str = option("auto", help="weights and activations dtype (vLLM's --dtype)")
+    engine: dict[str, Any] = option(
+        default_factory=dict,
+        help="vLLM engine arguments by name: every engine flag of vllm serve (listed below, "
+        "vLLM's own definitions) sets one; in YAML an engine: mapping, or top-level keys as in "
+        "vllm serve --config",
+    )
+    chat_template: str | None = option(
+        None,
+        help="chat template (a file, or the template itself) instead of the tokenizer's, as "
+        "vllm serve's --chat-template",
+    )
     thinking_profile: str = option(
         "auto",
         help="auto (the model's thinking_profile.json, else its chat template) | a built-in "
@@ -112,9 +130,6 @@ class ServerConfig:
     enable_auto_tool_choice: bool = option(
         False, help="let the model decide when to call tools (tool_choice auto), as vllm serve's"
     )
-    structured_outputs_disable_any_whitespace: bool = option(
-        False, help="JSON answers (response_format, forced tool calls) without whitespace"
-    )
     allow_control_tokens_in_messages: bool = option(
         False,
         help="tokenise message contents as vLLM does, so that text spelling a control token "
@@ -155,6 +170,9 @@ class ServerConfig:
                 "vLLM runs no logits processor with --speculative-config: use "
                 "--budget-enforcement phases (or auto)"
             )
+        for name, instead in OWNED_ENGINE_ARGS.items():
+            if self.engine.get(name) not in (None, "", []):
+                raise ConfigError(f"--{name.replace('_', '-')} is not taken: {instead}")
         if self.enable_auto_tool_choice and not self.tool_call_parser:
             raise ConfigError("--enable-auto-tool-choice requires --tool-call-parser")
 

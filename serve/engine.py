@@ -35,18 +35,31 @@ def resolve_spec(choice: str, tokenizer: Any, model: str) -> ProfileSpec | None:
 
 
 def load_tokenizer_and_profile(config: ServerConfig) -> tuple[Any, ThinkingProfile | None]:
-    """The model's tokenizer and thinking profile; raises on a bad path or a profile the
-    tokenizer cannot carry (the CLI turns that into one line)."""
+    """The model's tokenizer (vLLM's --tokenizer, --revision, --trust-remote-code honoured;
+    --chat-template replaces its template) and thinking profile; raises on a bad path or a
+    profile the tokenizer cannot carry (the CLI turns that into one line)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    engine = config.engine
+    tokenizer = AutoTokenizer.from_pretrained(
+        engine.get("tokenizer") or config.model,
+        revision=engine.get("tokenizer_revision") or engine.get("revision"),
+        trust_remote_code=bool(engine.get("trust_remote_code")),
+    )
+    if config.chat_template is not None:
+        from vllm.entrypoints.chat_utils import load_chat_template
+
+        tokenizer.chat_template = load_chat_template(config.chat_template)
     spec = resolve_spec(config.thinking_profile, tokenizer, config.model)
     return tokenizer, ThinkingProfile.from_tokenizer(tokenizer, spec) if spec else None
 
 
 def build_engine(config: ServerConfig, spec: ProfileSpec | None):
+    """vLLM's AsyncLLM from the user's engine arguments (`serve.engine_args`) and the ones
+    thinkbudget sets: the budget logits processor (none in phases mode: vLLM refuses them
+    under speculative decoding), the reasoning parser (structured outputs start after
+    thinking), the profile in additional_config, the CPU KV cache size."""
     from vllm.config import StructuredOutputsConfig
-    from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from thinkbudget.budget.vllm_adapter import (
@@ -54,29 +67,31 @@ def build_engine(config: ServerConfig, spec: ProfileSpec | None):
         ThinkingBudgetLogitsProcessor,
         platform_engine_args,
     )
+    from thinkbudget.serve.engine_args import engine_args
 
-    args = AsyncEngineArgs(
-        model=config.model,
-        served_model_name=[config.model_name],
-        max_model_len=config.max_model_len,
-        tensor_parallel_size=config.tensor_parallel_size,
-        data_parallel_size=config.data_parallel_size,
-        dtype=config.dtype,
-        enable_prefix_caching=config.enable_prefix_caching,
+    structured = config.engine.get("structured_outputs_config") or {"backend": "xgrammar"}
+    if isinstance(structured, dict):
+        structured = StructuredOutputsConfig(**structured)
+    owned = {
         **platform_engine_args(config.kv_cache_memory_bytes),
-        # phases mode needs none (and vLLM refuses them under speculative decoding)
-        logits_processors=[] if config.phased else [ThinkingBudgetLogitsProcessor],
-        speculative_config=config.speculative_config,
-        # structured outputs (response_format, forced tool calls) start after thinking
-        reasoning_parser=(spec.vllm_reasoning_parser or "") if spec else "",
-        structured_outputs_config=StructuredOutputsConfig(
-            backend="xgrammar",
-            disable_any_whitespace=config.structured_outputs_disable_any_whitespace,
-        ),
-        additional_config={CONFIG_KEY: asdict(spec) if spec and not config.phased else None},
-        disable_log_stats=False,  # vLLM's own `vllm:` series on /metrics, as vllm serve's
-    )
-    return AsyncLLM.from_engine_args(args)
+        "logits_processors": [] if config.phased else [ThinkingBudgetLogitsProcessor],
+        "reasoning_parser": (spec.vllm_reasoning_parser or "") if spec else "",
+        "structured_outputs_config": structured,
+        "additional_config": {CONFIG_KEY: asdict(spec) if spec and not config.phased else None},
+    }
+    return AsyncLLM.from_engine_args(engine_args(config, owned))
+
+
+# vLLM's neutral sampling values, for fields neither the request nor the model sets
+NEUTRAL_SAMPLING = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
 
 
 @dataclass
@@ -113,6 +128,17 @@ class EngineHandle:
             self.template = SafeTemplate(
                 tokenizer, keep=keep, escape=not config.allow_control_tokens_in_messages
             )
+        # what a request leaves out: the model's generation_config as vLLM reads it
+        # (--generation-config auto | vllm | FOLDER, --override-generation-config)
+        mc = engine.model_config
+        self.defaults: dict[str, Any] = mc.get_diff_sampling_param()
+        # vLLM's cap on every request's max_tokens: max_new_tokens of a --generation-config
+        # folder, or of --override-generation-config
+        self.max_tokens_cap: int | None = (
+            self.defaults.get("max_tokens")
+            if mc.generation_config not in ("auto", "vllm")
+            else mc.override_generation_config.get("max_new_tokens")
+        )
         self.metrics = Metrics()
         self.metrics.engine_requests.set_function(engine.get_num_unfinished_requests)
         self.created = int(time.time())
@@ -213,6 +239,12 @@ class EngineHandle:
         return extra
 
     def resolve(self, settings: ThinkingSettings, prompt_len: int, max_tokens: int | None):
+        if max_tokens is None:  # as vLLM: the model's default, within the room left
+            max_tokens = self.defaults.get("max_tokens")
+            if max_tokens is not None:
+                max_tokens = min(max_tokens, self.max_model_len - prompt_len)
+        if self.max_tokens_cap is not None:
+            max_tokens = min(self.max_tokens_cap, max_tokens or self.max_model_len - prompt_len)
         try:
             return resolve(
                 self.profile,
@@ -250,19 +282,18 @@ class EngineHandle:
         return bias
 
     def sampling_kwargs(self, req: Any, max_tokens: int) -> dict[str, Any]:
-        """vLLM `SamplingParams` arguments from the request's sampling fields."""
+        """vLLM `SamplingParams` arguments from the request's sampling fields; what it leaves
+        out comes from the model's generation defaults, then vLLM's neutral ones (as vLLM)."""
         from vllm.sampling_params import RequestOutputKind
+
+        def pick(name: str, neutral: Any) -> Any:
+            value = getattr(req, name)
+            return value if value is not None else self.defaults.get(name, neutral)
 
         return dict(
             n=1,  # each choice is its own engine request (serve.generation)
             max_tokens=max_tokens,
-            temperature=1.0 if req.temperature is None else req.temperature,
-            top_p=1.0 if req.top_p is None else req.top_p,
-            top_k=0 if req.top_k is None else req.top_k,
-            min_p=req.min_p or 0.0,
-            repetition_penalty=req.repetition_penalty or 1.0,
-            presence_penalty=req.presence_penalty,
-            frequency_penalty=req.frequency_penalty,
+            **{name: pick(name, neutral) for name, neutral in NEUTRAL_SAMPLING.items()},
             seed=req.seed,
             logit_bias=self.logit_bias(req),
             min_tokens=req.min_tokens,

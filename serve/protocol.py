@@ -130,9 +130,9 @@ class SamplingExtras(_Open):
     """Sampling fields of OpenAI's chat API and vLLM's extras that every endpoint takes
     (the Responses and Messages requests forward them to the chat request they become)."""
 
-    frequency_penalty: Penalty = 0.0
+    frequency_penalty: Penalty | None = None
     logit_bias: Bias = Field(None, description="token id (as a string) -> bias")
-    presence_penalty: Penalty = 0.0
+    presence_penalty: Penalty | None = None
     seed: Int64 | None = None
     # -- vLLM's sampling extras ----------------------------------------------------------
     top_k: Annotated[StrictInt, Field(ge=-1, lt=1 << 63)] | None = Field(

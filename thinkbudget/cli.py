@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from thinkbudget.budget.config import ConfigError, add_arguments, given_flags, load
+import yaml
+
+from thinkbudget.budget.config import ConfigError, add_arguments, build, given_flags, load, merge
 from thinkbudget.serve.config import ServerConfig
 from thinkbudget.train_fusion import config as train_config
 
@@ -52,10 +54,18 @@ def _subparser(sub: Any, name: str, cls: type, help_text: str) -> argparse.Argum
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(engine_flags: bool = True) -> argparse.ArgumentParser:
+    """`engine_flags`: give `serve` vLLM's engine flags (imports vLLM: only when serving)."""
     parser = argparse.ArgumentParser(prog="thinkbudget", description="thinking budgets for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
-    _subparser(sub, "serve", ServerConfig, "start the OpenAI-compatible server")
+    serve = _subparser(sub, "serve", ServerConfig, "start the OpenAI-compatible server")
+    serve.add_argument(
+        "model_tag", nargs="?", metavar="MODEL", help="the model, as vllm serve takes it (--model)"
+    )
+    if engine_flags:
+        from thinkbudget.serve.engine_args import add_engine_arguments
+
+        add_engine_arguments(serve)
     train = sub.add_parser("train", help="train_fusion stages: init | sft | grpo | export")
     stages = train.add_subparsers(dest="stage", required=True)
     for name, (cls, _) in STAGES.items():
@@ -74,7 +84,15 @@ def config_from(cls: type, ns: argparse.Namespace, command: str, inputs: bool = 
     """The command's config, or a one-line exit that says what is wrong (with `inputs`, also
     when a local input folder or file it names is missing)."""
     try:
-        cfg = load(cls, ns.config, given_flags(ns, cls))
+        if cls is ServerConfig:  # vLLM's engine arguments may be top-level YAML keys
+            from thinkbudget.serve.engine_args import check_engine, split_engine_keys
+
+            data = yaml.safe_load(Path(ns.config).read_text()) or {} if ns.config else {}
+            given = given_flags(ns, cls) | ({"model": ns.model_tag} if ns.model_tag else {})
+            cfg = build(cls, merge(split_engine_keys(data), given))
+            check_engine(cfg)
+        else:
+            cfg = load(cls, ns.config, given_flags(ns, cls))
     except (ConfigError, ValueError, OSError) as exc:
         sys.exit(f"thinkbudget {command}: {exc}")
     for name in PATH_INPUTS if inputs else ():
@@ -142,7 +160,8 @@ def run_eval(ns: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ns = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    ns = build_parser(engine_flags=argv[:1] == ["serve"]).parse_args(argv)
     if ns.command == "serve":
         run_serve(config_from(ServerConfig, ns, "serve", inputs=False))
     elif ns.command == "eval":

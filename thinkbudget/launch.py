@@ -1,10 +1,15 @@
 """Run `thinkbudget serve` (or any OpenAI-compatible server command) as a subprocess on
 loopback and wait until `/health` answers: `thinkbudget eval` serves a model folder this way,
-and the tests and benchmarks start their servers with it."""
+and the tests and benchmarks start their servers with it.
+
+The server runs in its own process group (session), and `stop()` signals the whole group: vLLM's
+EngineCore and worker processes go with the front process, also when the server is stopped
+during start-up, so no engine outlives its server (or holds a GPU's memory)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,28 +41,48 @@ class ServerProcess:
         self._log = open(log, "w")  # noqa: SIM115 (closed in stop())
         cmd = [sys.executable, "-m", *module.split(), "--port", str(self.port), *args]
         env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1"}
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            self._wait_healthy(startup_s)
+        except BaseException:
+            self.stop()  # also on Ctrl-C during start-up: no engine is left behind
+            raise
+
+    def _wait_healthy(self, startup_s: float) -> None:
         deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: see {log}")
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}: see {self.log_path}"
+                )
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"server did not start in {startup_s} s: see {log}")
+        raise RuntimeError(f"server did not start in {startup_s} s: see {self.log_path}")
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def stop(self) -> int | None:
-        self.proc.terminate()
+        """SIGTERM to the server's process group (graceful shutdown), SIGKILL to whatever of
+        the group is left after 60 s or once the front process has exited."""
+        self._signal_group(signal.SIGTERM)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._log.close()
+        self._signal_group(signal.SIGKILL)
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:

@@ -1,0 +1,126 @@
+"""vLLM's engine arguments as `thinkbudget serve` flags, taken from vLLM's own definitions.
+
+`add_engine_arguments` asks vLLM for its engine-argument parser (`AsyncEngineArgs.add_cli_args`,
+the one `vllm serve` uses) and adopts each of its options, with vLLM's groups, spelling, types,
+choices and help, so an upgrade of vLLM brings its new flags. Their values land in
+`ServerConfig.engine` (a YAML recipe may set the same mapping as `engine:`, or as top-level keys
+the way `vllm serve --config` takes them). Five of vLLM's flags are `ServerConfig` fields
+because thinkbudget reads them itself (`--model`, `--served-model-name`,
+`--kv-cache-memory-bytes`, `--speculative-config`, `--enable-prefix-caching`); the engine
+arguments thinkbudget sets itself are refused with the flag to use instead (`OWNED_ENGINE_ARGS`
+in `serve.config`). `engine_args` builds the `AsyncEngineArgs` the server starts vLLM with.
+
+Deviation from `vllm serve`: vLLM's dotted JSON spelling (`--speculative-config.method ngram`)
+is not parsed; give the JSON (`--speculative-config '{"method": "ngram"}'`) or YAML instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from thinkbudget.budget.config import ConfigError
+from thinkbudget.serve.config import OWNED_ENGINE_ARGS, ServerConfig
+
+# vLLM engine arguments that are ServerConfig fields (thinkbudget reads them itself)
+CONFIG_FIELDS = {
+    "model",
+    "served_model_name",
+    "kv_cache_memory_bytes",
+    "speculative_config",
+    "enable_prefix_caching",
+}
+
+
+def vllm_engine_parser() -> argparse.ArgumentParser:
+    """vLLM's own parser of engine arguments, as `vllm serve` builds it."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    return AsyncEngineArgs.add_cli_args(FlexibleArgumentParser(add_help=False))
+
+
+def engine_fields() -> set[str]:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adopt vLLM's engine options into `parser` (values go to `engine.<name>`; only the
+    flags given on the command line are set, so that vLLM's defaults stay vLLM's)."""
+    source = vllm_engine_parser()
+    taken = dict(parser._option_string_actions)
+    for group in source._action_groups:
+        target = None
+        for action in group._group_actions:
+            if action.dest in CONFIG_FIELDS or set(action.option_strings) & set(taken):
+                alias_short_flags(parser, action, taken)
+                continue
+            if target is None:
+                target = parser.add_argument_group(f"vLLM: {group.title}", group.description)
+            long = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
+            action.option_strings += ["--" + s[2:].replace("-", "_") for s in long]
+            if action.metavar is None and action.nargs != 0 and not action.choices:
+                action.metavar = action.dest.upper()
+            action.dest, action.default = f"engine.{action.dest}", argparse.SUPPRESS
+            target._add_action(action)
+
+
+def alias_short_flags(parser: argparse.ArgumentParser, action: argparse.Action, taken) -> None:
+    """vLLM's short spellings (`-sc`) of a flag that is a ServerConfig field, on ours."""
+    ours = next((taken[s] for s in action.option_strings if s in taken), None)
+    for spelling in action.option_strings:
+        if ours is not None and spelling not in taken and not spelling.startswith("--"):
+            ours.option_strings.append(spelling)
+            parser._option_string_actions[spelling] = ours
+
+
+def split_engine_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A `vllm serve --config` style YAML: top-level keys that are engine arguments (and not
+    ServerConfig fields) move under `engine:`."""
+    own = {f.name for f in dataclasses.fields(ServerConfig)}
+    engine_keys = {k for k in data if k not in own and k in engine_fields()}
+    if not engine_keys:
+        return data
+    out = {k: v for k, v in data.items() if k not in engine_keys}
+    out["engine"] = {**{k: data[k] for k in engine_keys}, **(data.get("engine") or {})}
+    return out
+
+
+def check_engine(config: ServerConfig) -> None:
+    """Unknown engine arguments (a YAML typo) are a ConfigError naming them, and so is an
+    additional_config that carries thinkbudget's own key."""
+    from thinkbudget.budget.vllm_adapter import CONFIG_KEY
+
+    unknown = sorted(set(config.engine) - engine_fields())
+    if unknown:
+        raise ConfigError(f"unknown vLLM engine arguments: {unknown} (see thinkbudget serve -h)")
+    if CONFIG_KEY in (config.engine.get("additional_config") or {}):
+        raise ConfigError(
+            f"additional_config.{CONFIG_KEY} is set by thinkbudget: use --thinking-profile"
+        )
+
+
+def engine_args(config: ServerConfig, owned: dict[str, Any]):
+    """vLLM's `AsyncEngineArgs`: the user's engine arguments, the ServerConfig fields that are
+    engine arguments, and `owned` (what thinkbudget sets itself: logits processors, reasoning
+    parser, its additional_config key, ...). User values never override `owned` ones:
+    `ServerConfig` refuses them (`OWNED_ENGINE_ARGS`)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    check_engine(config)
+    given = dict(config.engine)
+    additional = {**(given.pop("additional_config", None) or {}), **owned.pop("additional_config")}
+    args = {
+        "model": config.model,
+        "served_model_name": [config.model_name],
+        "enable_prefix_caching": config.enable_prefix_caching,
+        "speculative_config": config.speculative_config,
+        "disable_log_stats": False,  # vLLM's own `vllm:` series on /metrics, as vllm serve's
+        **given,
+        **owned,
+        "additional_config": additional,
+    }
+    return AsyncEngineArgs(**args)
