@@ -1,8 +1,11 @@
 """Fields a request sends that the server does not act on: tolerated like vLLM, except where
 silence would hurt.
 
-OpenAI and vLLM request fields that thinkbudget does not implement are accepted and ignored;
-the response names them in the `x-thinkbudget-ignored-fields` header and the log says so. An
+OpenAI and vLLM request fields that change nothing a client sees (metadata, store, ...) are
+accepted and ignored; the response names them in the `x-thinkbudget-ignored-fields` header
+and the log says so. Fields vLLM acts on that thinkbudget does not (`REFUSED`) are accepted
+at their neutral values only, a 400 naming them otherwise. vLLM's former `guided_*` names are
+read as `structured_outputs` (`structured_outputs_of`). An
 unknown field that looks like a thinking field (its name mentions think, budget or reason,
 or it is within edit distance 2 of a field the server knows) is a 400: a misspelt budget is
 never silently ignored.
@@ -20,7 +23,8 @@ from thinkbudget.serve.budgeting import RequestError
 log = logging.getLogger("thinkbudget")
 HEADER = "x-thinkbudget-ignored-fields"
 
-# Request fields of OpenAI's and vLLM's APIs that the server accepts without acting on them.
+# Request fields of OpenAI's and vLLM's APIs that change nothing a client sees here: accepted,
+# named in the header.
 IGNORED = frozenset(
     {
         # OpenAI
@@ -37,36 +41,48 @@ IGNORED = frozenset(
         "store",
         "verbosity",
         "web_search_options",
-        "suffix",
-        "best_of",
         # vLLM
-        "use_beam_search",
-        "length_penalty",
-        "include_stop_str_in_output",
-        "skip_special_tokens",
-        "spaces_between_special_tokens",
-        "truncate_prompt_tokens",
-        "prompt_logprobs",
-        "allowed_token_ids",
-        "bad_words",
-        "echo",
         "documents",
-        "chat_template",
         "mm_processor_kwargs",
-        "structured_outputs",
-        "priority",
+        "media_io_kwargs",
         "request_id",
-        "cache_salt",
         "kv_transfer_params",
         "vllm_xargs",
-        "return_tokens_as_token_ids",
-        "add_special_tokens",
-        "logits_processors",
-        "media_io_kwargs",
-        "repetition_detection",
-        "add_prefix_space",
+        "guided_decoding_backend",
     }
 )
+
+# Fields vLLM acts on that thinkbudget does not: accepted at their neutral values (clients send
+# those), a 400 naming the field otherwise: never a silent no-op that changes the output.
+REFUSED: dict[str, tuple[Any, ...]] = {
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+    "use_beam_search": (False, None),
+    "length_penalty": (1.0, None),
+    "early_stopping": (False, None),
+    "include_stop_str_in_output": (False, None),
+    "skip_special_tokens": (True, None),
+    "spaces_between_special_tokens": (True, None),
+    "truncate_prompt_tokens": (None,),
+    "prompt_logprobs": (None, 0),
+    "echo": (False, None),  # on chat (the completions endpoint acts on it)
+    "chat_template": (None,),
+    "return_tokens_as_token_ids": (False, None),
+    "add_special_tokens": (None, False),
+    "logits_processors": (None, []),
+    "repetition_detection": (None,),
+    "add_prefix_space": (None, False, True),
+    "watermarking": (None, False),
+}
+
+# vLLM's former names of the structured_outputs constraints
+GUIDED = {
+    "guided_json": "json",
+    "guided_regex": "regex",
+    "guided_choice": "choice",
+    "guided_grammar": "grammar",
+    "guided_whitespace_pattern": "whitespace_pattern",
+}
 THINKING_WORDS = ("think", "budget", "reason")
 
 
@@ -90,14 +106,33 @@ def ignored_fields(req: BaseModel, tolerated: frozenset[str] = IGNORED) -> list[
     extra: dict[str, Any] = req.model_extra or {}
     if not extra:
         return []
-    known = set(type(req).model_fields) | tolerated
-    for name in extra:
-        if name in tolerated:
+    known = set(type(req).model_fields) | tolerated | set(REFUSED) | set(GUIDED)
+    for name, value in extra.items():
+        if name in REFUSED and value not in REFUSED[name]:
+            raise RequestError(
+                f"{name}={value!r} is not supported by this server (vLLM's server acts on it; "
+                "thinkbudget does not yet): leave it out or at its default",
+                name,
+            )
+        if name in tolerated or name in REFUSED or name in GUIDED:
             continue
         close = nearest(name, known)
         if any(w in name.lower() for w in THINKING_WORDS) or close:
             hint = f"; did you mean {close!r}?" if close else " (see /docs)"
             raise RequestError(f"unknown field {name!r}{hint}", name)
-    names = sorted(extra)
+    names = sorted(n for n in extra if n not in GUIDED)
+    if not names:
+        return []
     log.info("ignored request fields: %s", ", ".join(names))
     return names
+
+
+def structured_outputs_of(req: BaseModel) -> dict[str, Any] | None:
+    """The request's vLLM answer constraint: `structured_outputs`, or the former `guided_*`
+    fields (one of the two spellings)."""
+    extra: dict[str, Any] = req.model_extra or {}
+    guided = {GUIDED[k]: v for k, v in extra.items() if k in GUIDED and v is not None}
+    given = getattr(req, "structured_outputs", None)
+    if guided and given:
+        raise RequestError("send structured_outputs or guided_* fields, not both", "guided_json")
+    return given or guided or None

@@ -94,6 +94,11 @@ NEUTRAL_SAMPLING = {
 }
 
 
+def contains(seq: tuple[int, ...], part: tuple[int, ...]) -> bool:
+    """Whether `part` occurs contiguously in `seq`."""
+    return any(seq[i : i + len(part)] == part for i in range(len(seq) - len(part) + 1))
+
+
 @dataclass
 class Prepared:
     request_id: str
@@ -110,6 +115,8 @@ class Prepared:
     user_stop_ids: list[int] = field(default_factory=list)
     phased: bool = False  # budget in phases, no logits processor (serve.phased)
     turn_spent: int | None = None  # with the turn scope: the turn's earlier thinking tokens
+    priority: int = 0  # vLLM's scheduling priority (lower first)
+    cache_salt: str | None = None  # vLLM's prefix-cache isolation
 
 
 class EngineHandle:
@@ -188,6 +195,7 @@ class EngineHandle:
             stop_token_ids=user_stop_ids + ([splice_id] if splice_id is not None else []) or None,
             structured_outputs=structured,
             logprobs=logprobs,
+            **self.token_filters(req, params, splice_id),
         )
         return Prepared(
             request_id=f"{prefix}-{uuid.uuid4().hex}",
@@ -203,6 +211,8 @@ class EngineHandle:
             logprobs=logprobs,
             user_stop_ids=user_stop_ids,
             phased=phased,
+            priority=req.priority,
+            cache_salt=req.cache_salt,
         )
 
     async def render(self, prompt_ids, chat, settings: ThinkingSettings, max_tokens: int | None):
@@ -280,6 +290,34 @@ class EngineHandle:
                 f"logit_bias token ids must be in [0, {self.vocab_size})", "logit_bias"
             )
         return bias
+
+    def token_filters(self, req: Any, params: BudgetParams | None, splice_id: int | None):
+        """vLLM's bad_words and allowed_token_ids, checked against what a cut forces: a
+        filter that would block a forced token is a 400, never a broken cut."""
+        forced: tuple[tuple[int, ...], ...] = ()
+        if params is not None:  # the extension text is forced only with min_thinking_tokens
+            forced = (params.cut_ids, params.extension_ids if params.min_thinking else ())
+        out: dict[str, Any] = {}
+        if req.allowed_token_ids:
+            need = {t for seq in forced for t in seq} | ({splice_id} - {None})
+            missing = sorted(need - set(req.allowed_token_ids))
+            if missing:
+                raise RequestError(
+                    f"allowed_token_ids must include the tokens a thinking cut forces: {missing}",
+                    "allowed_token_ids",
+                )
+            out["allowed_token_ids"] = list(req.allowed_token_ids)
+        for word in req.bad_words or ():
+            variants = {word, word if word.startswith(" ") else " " + word}
+            ids = [tuple(self.encode(v, add_special_tokens=False)) for v in variants]
+            if any(contains(seq, w) for seq in forced for w in ids if w):
+                raise RequestError(
+                    f"bad_words {word!r} would block the text a thinking cut forces",
+                    "bad_words",
+                )
+        if req.bad_words:
+            out["bad_words"] = list(req.bad_words)
+        return out
 
     def sampling_kwargs(self, req: Any, max_tokens: int) -> dict[str, Any]:
         """vLLM `SamplingParams` arguments from the request's sampling fields; what it leaves

@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any
 
 from thinkbudget.budget.config import ConfigError
-from thinkbudget.serve.config import OWNED_ENGINE_ARGS, ServerConfig
+from thinkbudget.serve.config import ServerConfig
 
 # vLLM engine arguments that are ServerConfig fields (thinkbudget reads them itself)
 CONFIG_FIELDS = {

@@ -146,12 +146,17 @@ class Generation:
             },
         }
 
-    def submit(self, prompt_ids: list[int], kwargs: dict, request_id: str):
+    def submit(self, prompt_ids: list[int], kwargs: dict, request_id: str, prep: Prepared):
+        """One engine request with the choice's scheduling priority and cache salt."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         prompt = TokensPrompt(prompt_token_ids=prompt_ids)
-        return self.handle.engine.generate(prompt, SamplingParams(**kwargs), request_id)
+        if prep.cache_salt is not None:
+            prompt["cache_salt"] = prep.cache_salt
+        return self.handle.engine.generate(
+            prompt, SamplingParams(**kwargs), request_id, priority=prep.priority
+        )
 
     def _continuation(self, choice: Choice):
         """The engine request that goes on after a spliced cut, or None if no room is left."""
@@ -169,7 +174,7 @@ class Generation:
             extra_args={EXTRA_ARGS_KEY: after.to_dict()},
         )
         prompt = choice.prep.prompt_ids + tracker.token_ids
-        return self.submit(prompt, kwargs, choice.request_id + "-cont")
+        return self.submit(prompt, kwargs, choice.request_id + "-cont", choice.prep)
 
     def _feed(self, choice: Choice, out: Any) -> tuple[Delta, bool]:
         """One engine output of a choice; returns its delta and whether to splice."""
@@ -209,7 +214,9 @@ class Generation:
 
     async def _spliced(self, choice: Choice) -> AsyncIterator[Delta]:
         """Processor mode: one engine request, continued as a new one after a spliced cut."""
-        stream = self.submit(choice.prep.prompt_ids, choice.sampling_kwargs, choice.request_id)
+        stream = self.submit(
+            choice.prep.prompt_ids, choice.sampling_kwargs, choice.request_id, choice.prep
+        )
         try:
             while stream is not None:
                 current, stream = stream, None

@@ -93,7 +93,8 @@ class PhasedChoice:
         kwargs = self.kwargs(phase)
         prompt = self.choice.prep.prompt_ids + self.tracker.token_ids
         self.phases += 1
-        stream = self.gen.submit(prompt, kwargs, f"{self.choice.request_id}-p{self.phases}")
+        request_id = f"{self.choice.request_id}-p{self.phases}"
+        stream = self.gen.submit(prompt, kwargs, request_id, self.choice.prep)
         self.more, self.reason, self.rejected, produced = False, None, False, 0
         try:
             async for out in stream:

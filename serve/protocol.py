@@ -144,6 +144,23 @@ class SamplingExtras(_Open):
     ignore_eos: StrictBool = False
     stop_token_ids: list[Annotated[StrictInt, Field(ge=0, lt=1 << 31)]] | None = None
     return_token_ids: StrictBool = Field(False, description="return prompt and output token ids")
+    structured_outputs: dict[str, Any] | None = Field(
+        None,
+        description="vLLM's answer constraint: one of json, regex, choice, grammar, "
+        "json_object, structural_tag (applies after thinking, as response_format)",
+    )
+    bad_words: list[StrictStr] | None = Field(
+        None, description="words the model may not write (never blocks what a cut forces)"
+    )
+    allowed_token_ids: list[Annotated[StrictInt, Field(ge=0, lt=1 << 31)]] | None = Field(
+        None, description="the only tokens the model may sample (must include what a cut forces)"
+    )
+    priority: Int64 = Field(
+        0, description="scheduling priority (lower first; needs --scheduling-policy priority)"
+    )
+    cache_salt: StrictStr | None = Field(
+        None, description="isolates this request's prefix-cache entries (vLLM's cache_salt)"
+    )
 
     def sampling_extras(self) -> dict[str, Any]:
         """These fields as a chat request's, those left at their defaults left out."""

@@ -6,7 +6,9 @@
 - `required` and a named tool: the answer is constrained to the JSON that vLLM's
   `get_json_schema_from_tools` derives (a list of {name, parameters}, or the named tool's
   parameters) and read back as tool calls, as vLLM's server does.
-- `response_format` `json_object` / `json_schema`: vLLM structured outputs.
+- `response_format` `json_object` / `json_schema`, and vLLM's `structured_outputs` (json,
+  regex, choice, grammar, json_object, structural_tag; or the former `guided_*` names): vLLM
+  structured outputs.
 Every constraint applies to the answer only: the engine runs with the profile's reasoning
 parser, so the grammar starts after the end delimiter (a natural end or the server's cut),
 and the cut then leaves the separator to the grammar. A tool-call start token sampled inside
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from thinkbudget.serve.budgeting import RequestError
+from thinkbudget.serve.compat import structured_outputs_of
 from thinkbudget.serve.protocol import ChatCompletionRequest
 
 
@@ -75,6 +78,26 @@ def _response_format(req: ChatCompletionRequest) -> Any:
     return StructuredOutputsParams(json=schema)
 
 
+def answer_constraint(req: Any) -> Any:
+    """vLLM StructuredOutputsParams for the answer from `response_format` (chat) or vLLM's
+    `structured_outputs` (or its former `guided_*` names); None if the answer is free."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    fmt = _response_format(req) if getattr(req, "response_format", None) else None
+    given = structured_outputs_of(req)
+    if given is None:
+        return fmt
+    if fmt is not None:
+        raise RequestError(
+            "send response_format or structured_outputs, not both", "response_format"
+        )
+    try:
+        return StructuredOutputsParams(**given)
+    except (TypeError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RequestError(f"structured_outputs: {message}", "structured_outputs") from None
+
+
 def plan_tools(req: ChatCompletionRequest, config: Any, tokenizer: Any) -> ToolPlan:
     """How this request's answer is constrained and read back."""
     from vllm.sampling_params import StructuredOutputsParams
@@ -83,8 +106,9 @@ def plan_tools(req: ChatCompletionRequest, config: Any, tokenizer: Any) -> ToolP
     choice = req.tool_choice if req.tool_choice is not None else ("auto" if req.tools else None)
     if req.tool_choice is not None and not req.tools and req.tool_choice != "none":
         raise RequestError("tool_choice needs tools", "tool_choice")
+    answer = answer_constraint(req)
     if not req.tools or choice == "none":
-        return ToolPlan("none", structured=_response_format(req))
+        return ToolPlan("none", structured=answer)
     vreq = _vllm_request(req)
     if choice == "auto":
         if not (config.enable_auto_tool_choice and config.tool_call_parser):
@@ -96,7 +120,13 @@ def plan_tools(req: ChatCompletionRequest, config: Any, tokenizer: Any) -> ToolP
         from vllm.tool_parsers import ToolParserManager
 
         parser = ToolParserManager.get_tool_parser(config.tool_call_parser)(tokenizer, vreq.tools)
-        return ToolPlan("auto", vreq, parser, structured=_response_format(req))
+        return ToolPlan("auto", vreq, parser, structured=answer)
+    if answer is not None:
+        raise RequestError(
+            f"tool_choice {choice!r} constrains the answer already: drop response_format / "
+            "structured_outputs",
+            "tool_choice",
+        )
     schema = get_json_schema_from_tools(vreq.tool_choice, vreq.tools, vreq.parallel_tool_calls)
     named = None if choice == "required" else req.tool_choice.function.get("name")
     structured = StructuredOutputsParams(json=schema)

@@ -8,6 +8,7 @@ during start-up, so no engine outlives its server (or holds a GPU's memory)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -66,10 +67,8 @@ class ServerProcess:
         raise RuntimeError(f"server did not start in {startup_s} s: see {self.log_path}")
 
     def _signal_group(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> int | None:
         """SIGTERM to the server's process group (graceful shutdown), SIGKILL to whatever of

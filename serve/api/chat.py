@@ -27,6 +27,7 @@ from thinkbudget.serve.api.common import (
     handle_of,
     max_tokens_of,
     plan,
+    structured_settings,
     unless_disconnected,
     with_header,
 )
@@ -81,17 +82,6 @@ def chat_messages(req: ChatCompletionRequest) -> list[dict]:
         return [m.template_dict() for m in req.messages]
     except ValueError as exc:
         raise RequestError(str(exc), "messages") from None
-
-
-def structured_settings(h: EngineHandle, settings: Any) -> Any:
-    """Settings for an answer a grammar constrains: the cut leaves the separator to it."""
-    if h.profile is not None and h.profile.spec.vllm_reasoning_parser is None:
-        raise RequestError(
-            f"the thinking profile {h.profile.spec.name!r} names no vLLM reasoning parser, so "
-            "a grammar would constrain the thinking too; set vllm_reasoning_parser in it",
-            "response_format",
-        )
-    return replace(settings, structured=True)
 
 
 def scoped(h: EngineHandle, settings: Any, messages: list[dict], scope: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -75,3 +76,14 @@ def with_header(response: Any, ignored: list[str]) -> Any:
     if ignored:
         response.headers[HEADER] = ",".join(quote(name, safe="_-.") for name in ignored)
     return response
+
+
+def structured_settings(h: EngineHandle, settings: Any) -> Any:
+    """Settings for an answer a grammar constrains: the cut leaves the separator to it."""
+    if h.profile is not None and h.profile.spec.vllm_reasoning_parser is None:
+        raise RequestError(
+            f"the thinking profile {h.profile.spec.name!r} names no vLLM reasoning parser, so "
+            "a grammar would constrain the thinking too; set vllm_reasoning_parser in it",
+            "response_format",
+        )
+    return replace(settings, structured=True)

@@ -16,6 +16,7 @@ from thinkbudget.serve.api.common import (
     config_of,
     handle_of,
     plan,
+    structured_settings,
     unless_disconnected,
     with_header,
 )
@@ -25,6 +26,7 @@ from thinkbudget.serve.logprobs import completion_logprobs
 from thinkbudget.serve.protocol import Completion, CompletionChoice, CompletionRequest
 from thinkbudget.serve.sse import data, sse
 from thinkbudget.serve.templating import check_text
+from thinkbudget.serve.tools import answer_constraint
 
 router = APIRouter()
 
@@ -42,6 +44,9 @@ async def completions(req: CompletionRequest, request: Request, response: Respon
     ignored = ignored_fields(req)
     check_model(config, req.model)
     settings, _ = plan(request, req)
+    structured = answer_constraint(req)
+    if structured is not None:
+        settings = structured_settings(h, settings)
     preps = []
     for i, prompt in enumerate(prompts_of(req)):
         if isinstance(prompt, str):
@@ -55,6 +60,7 @@ async def completions(req: CompletionRequest, request: Request, response: Respon
                 req=req,
                 max_tokens=req.max_tokens,
                 prefix="cmpl",
+                structured=structured,
                 logprobs=req.logprobs,
             )
         )

@@ -1,0 +1,150 @@
+"""vLLM's request fields are acted on with the budget rules, or refused with a 400 naming them:
+never accepted and dropped when they would change the output. On the real Qwen3 vocabulary
+and template (random weights; logit_bias opens thinking), real vLLM engine, loopback."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+THINK, IM_END = 151667, 151645
+OPEN_THINKING = {str(THINK): 100}
+TERMINATION = "Considering the limited time by the user"
+ASK = [{"role": "user", "content": "Is Paris in France?"}]
+
+
+def post(server, path: str, **body) -> httpx.Response:
+    return httpx.post(server.url + path, json=body, timeout=120)
+
+
+def chat(server, **body) -> dict:
+    body = {"model": "qwen3-random", "messages": ASK, "temperature": 0, **body}
+    r = post(server, "/v1/chat/completions", **body)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]
+
+
+def cut_chat(server, **body) -> dict:
+    """A chat whose thinking is cut at budget 5, with `body`'s constraint on the answer."""
+    c = chat(server, logit_bias=OPEN_THINKING, max_tokens=60, thinking_budget=5, **body)
+    assert c["thinking"]["cut"] and c["thinking"]["tokens"] <= 5
+    assert TERMINATION in c["message"]["reasoning_content"]
+    return c
+
+
+@pytest.mark.parametrize(
+    ("constraint", "check"),
+    [
+        ({"structured_outputs": {"choice": ["yes", "no"]}}, lambda t: t in ("yes", "no")),
+        ({"guided_choice": ["yes", "no"]}, lambda t: t in ("yes", "no")),
+        ({"structured_outputs": {"regex": "[0-9]{3}"}}, re.compile("[0-9]{3}").fullmatch),
+        ({"guided_regex": "[a-c]{2}!"}, re.compile("[a-c]{2}!").fullmatch),
+    ],
+)
+def test_structured_outputs_constrain_the_answer_after_a_cut(qwen3_server, constraint, check):
+    c = cut_chat(qwen3_server, **constraint)
+    assert check(c["message"]["content"]), c["message"]["content"]
+
+
+def test_structured_outputs_on_completions_and_messages(qwen3_server):
+    prompt = "<|im_start|>user\nIs Paris in France?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    body = {"model": "qwen3-random", "prompt": prompt, "max_tokens": 60, "temperature": 0}
+    so = {"structured_outputs": {"choice": ["yes", "no"]}}
+    r = post(qwen3_server, "/v1/completions", **body, thinking_budget=4, **so).json()
+    c = r["choices"][0]
+    assert c["thinking"]["cut"] and c["thinking"]["tokens"] <= 4
+    assert c["text"].rsplit("</think>", 1)[1].strip() in ("yes", "no")
+    m = post(
+        qwen3_server,
+        "/v1/messages",
+        model="qwen3-random",
+        messages=ASK,
+        max_tokens=60,
+        temperature=0,
+        logit_bias=OPEN_THINKING,
+        thinking={"type": "enabled", "budget_tokens": 5},
+        **so,
+    ).json()
+    text = [b["text"] for b in m["content"] if b["type"] == "text"]
+    assert text and text[0] in ("yes", "no") and m["thinking"]["tokens"] <= 5
+
+
+def test_bad_words_and_allowed_token_ids_keep_the_cut_whole(qwen3_server):
+    free = cut_chat(qwen3_server)["message"]["content"]
+    word = free.split()[0] if free.split() else None
+    if word is not None:  # the greedy answer's first word, banned: it is not written
+        banned = cut_chat(qwen3_server, bad_words=[word])["message"]["content"]
+        assert not banned.startswith(word)
+    # a ban on a word of the termination text would break the cut: a 400 that says so
+    r = post(
+        qwen3_server, "/v1/chat/completions", model="qwen3-random", messages=ASK,
+        logit_bias=OPEN_THINKING, max_tokens=60, thinking_budget=5, bad_words=["limited"],
+    )  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["param"] == "bad_words"
+    r = post(
+        qwen3_server, "/v1/chat/completions", model="qwen3-random", messages=ASK,
+        max_tokens=60, thinking_budget=5, allowed_token_ids=[9454, 2753],
+    )  # fmt: skip
+    assert r.status_code == 400 and "allowed_token_ids" in r.json()["error"]["message"]
+    # allowed: the tokens of a cut reply (the forced ones among them), the end of turn
+    # (where a cut is spliced) and two more: every token written is one of them
+    first = cut_chat(qwen3_server, return_token_ids=True)["token_ids"]
+    allowed = sorted({*first, IM_END, 9454, 2753})
+    c = cut_chat(qwen3_server, return_token_ids=True, allowed_token_ids=allowed, temperature=1)
+    assert set(c["token_ids"]) <= set(allowed)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("use_beam_search", True),
+        ("best_of", 3),
+        ("prompt_logprobs", 2),
+        ("echo", True),
+        ("include_stop_str_in_output", True),
+        ("skip_special_tokens", False),
+        ("truncate_prompt_tokens", 10),
+        ("chat_template", "{{ messages }}"),
+        ("return_tokens_as_token_ids", True),
+    ],
+)
+def test_fields_vllm_acts_on_that_are_not_served_are_a_400(qwen3_server, field, value):
+    r = post(
+        qwen3_server,
+        "/v1/chat/completions",
+        model="qwen3-random",
+        messages=ASK,
+        max_tokens=4,
+        **{field: value},
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+
+
+def test_neutral_values_of_those_fields_are_accepted(qwen3_server):
+    neutral = {"use_beam_search": False, "skip_special_tokens": True, "echo": False}
+    r = post(
+        qwen3_server,
+        "/v1/chat/completions",
+        model="qwen3-random",
+        messages=ASK,
+        max_tokens=4,
+        **neutral,
+    )
+    assert r.status_code == 200
+
+
+def test_priority_and_cache_salt_are_taken_not_ignored(qwen3_server):
+    # both go to vLLM's engine with each engine request (FCFS scheduling orders by arrival,
+    # as vllm serve's); neither is named as an ignored field
+    r = post(
+        qwen3_server,
+        "/v1/chat/completions",
+        model="qwen3-random",
+        messages=ASK,
+        max_tokens=4,
+        priority=3,
+        cache_salt="tenant-a",
+    )
+    assert r.status_code == 200 and "x-thinkbudget-ignored-fields" not in r.headers
