@@ -335,21 +335,6 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "thinkbudget"
-    max_model_len: int
-    # -- not OpenAI's --
-    thinking_profile: dict[str, Any] | None = None
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
 class ErrorBody(BaseModel):
     message: str
     type: str

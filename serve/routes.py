@@ -1,6 +1,6 @@
 """The server's routes: health, metrics and models here, and each wire protocol's router
-(`serve.api`: chat, completions, Responses, Messages), all on one `APIRouter` the app
-includes.
+(`serve.api`: chat, completions, Responses, Messages; tokenize / detokenize / version), all on
+one `APIRouter` the app includes.
 
 Each protocol's route translates its request, plans it through `serve.api.chat.prepare_chat`
 (or the completions route's raw path), runs the one generation path and renders the answer.
@@ -11,19 +11,35 @@ the protocol's own error format.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel
 
-from thinkbudget.serve.api import chat, completions
+from thinkbudget.serve.api import chat, completions, tokenize
 from thinkbudget.serve.api.common import config_of, handle_of
 from thinkbudget.serve.api.messages import routes as messages
 from thinkbudget.serve.api.responses import routes as responses
 from thinkbudget.serve.middleware import error_response
-from thinkbudget.serve.protocol import ModelCard, ModelList
 
 router = APIRouter()
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "thinkbudget"
+    max_model_len: int
+    # -- not OpenAI's --
+    thinking_profile: dict[str, Any] | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 @router.get("/health")
@@ -41,18 +57,29 @@ async def metrics(request: Request):
     return Response(ours + generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/models", response_model=ModelList)
-async def models(request: Request):
+def model_card(request: Request) -> ModelCard:
     h, config = handle_of(request), config_of(request)
     profile = asdict(h.profile.spec) if h.profile else None
-    card = ModelCard(
+    return ModelCard(
         id=config.model_name,
         created=h.created,
         max_model_len=h.max_model_len,
         thinking_profile=profile,
     )
-    return ModelList(data=[card])
 
 
-for module in (chat, completions, responses, messages):
+@router.get("/v1/models", response_model=ModelList)
+async def models(request: Request):
+    return ModelList(data=[model_card(request)])
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+async def model(model_id: str, request: Request):
+    card = model_card(request)
+    if model_id != card.id:
+        return error_response(404, f"the model {model_id!r} does not exist", "model")
+    return card
+
+
+for module in (chat, completions, responses, messages, tokenize):
     router.include_router(module.router)

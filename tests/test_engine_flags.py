@@ -89,10 +89,14 @@ def test_yaml_takes_engine_arguments_as_vllm_serve_config_does(tmp_path):
 def test_engine_arguments_thinkbudget_sets_are_refused(flag, instead):
     with pytest.raises((SystemExit, ConfigError), match=instead):
         engine_args_of(*flag)
+
+
+def test_a_refused_flag_is_one_line_from_the_cli():
     r = subprocess.run(
-        [sys.executable, "-m", "thinkbudget", "serve", *flag],
+        [sys.executable, "-m", "thinkbudget", "serve", "--reasoning-parser", "qwen3"],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert r.returncode == 1 and instead in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "--reasoning-parser is not taken" in r.stderr and "--thinking-profile" in r.stderr

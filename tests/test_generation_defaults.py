@@ -1,7 +1,8 @@
 """What a request leaves out comes from the model's generation_config, as `vllm serve` applies
 it (`--generation-config auto`), with `--override-generation-config` on top: a tiny-model copy
 whose generation_config.json says `top_k: 1` samples greedily unless a request says otherwise,
-and `max_new_tokens` (overridden to 5) is the default max_tokens, on every endpoint."""
+and `max_new_tokens` (overridden to 5) is the default max_tokens, on every endpoint. The same
+server takes `--chat-template FILE` in place of the tokenizer's."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ def greedy_server(tiny_model, tmp_path_factory):
     config.update(top_k=1, max_new_tokens=9)
     (model / "generation_config.json").write_text(json.dumps(config))
     override = json.dumps({"max_new_tokens": 5})
-    args = tiny_server_args(model, "--override-generation-config", override)
+    template = model.parent / "template.jinja"  # the model's template behind a marker
+    template.write_text("house rules\n" + (model / "chat_template.jinja").read_text())
+    args = tiny_server_args(
+        model, "--override-generation-config", override, "--chat-template", str(template)
+    )
     with ServerProcess(args, model.parent / "server.log") as server:
         yield server
 
@@ -64,3 +69,10 @@ def test_chat_and_messages_take_the_same_defaults(greedy_server):
     a = httpx.post(f"{greedy_server.url}/v1/messages", json=msg, timeout=60).json()
     b = httpx.post(f"{greedy_server.url}/v1/messages", json={**msg, "temperature": 0}, timeout=60)
     assert a["content"] == b.json()["content"] and a["usage"]["output_tokens"] == 5
+
+
+def test_chat_template_flag_replaces_the_tokenizers(greedy_server):
+    body = {"messages": [{"role": "user", "content": PROMPT}]}
+    ids = httpx.post(f"{greedy_server.url}/tokenize", json=body, timeout=60).json()["tokens"]
+    text = httpx.post(f"{greedy_server.url}/detokenize", json={"tokens": ids}, timeout=60)
+    assert text.json()["prompt"].startswith("house rules\n<|im_start|>user")
