@@ -2,7 +2,9 @@
 the real Qwen3 tokenizer and template (`harness.fixtures.qwen3_0_6b_model`) runs the recipe's
 own YAML files, SFT (LoRA) -> GRPO (LoRA, vLLM rollouts) -> export -> `thinkbudget serve`,
 for a few steps on CPU with a tiny batch. It proves the pipeline, not the model: the flags
-below only shrink steps, batch and lengths, and turn off bf16 (a GPU setting)."""
+below only shrink steps, batch and lengths, turn off bf16 (a GPU setting) and vLLM's
+compilation (`enforce_eager`: measured here, the exported model's server starts in 61 s with
+it and 372 s without, over the 300 s start-up limit CI hit)."""
 
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def test_qwen3_recipe_sft_grpo_export_serve(tmp_path):
         *["--max_steps", "2", "--num_generations", "2", "--prompts_per_step", "1"],
         *["--max_completion_length", "96", "--budgets.min_budget", "0"],
         *["--budgets.max_budget", "16", "--vllm.max_model_len", "512"],
-        *["--vllm.kv_cache_memory_bytes", str(256 << 20)],
+        *["--vllm.kv_cache_memory_bytes", str(256 << 20), "--vllm.enforce_eager", "true"],
         log=tmp_path / "grpo.log",
     )
     assert [r["step"] for r in metrics(grpo) if "reward" in r] == [1, 2]
@@ -71,8 +73,10 @@ def test_qwen3_recipe_sft_grpo_export_serve(tmp_path):
         log=tmp_path / "export.log",
     )
     assert (exported / "thinking_profile.json").is_file()
-    # the exported folder serves with no other flag than the CPU cache size
-    with ServerProcess(qwen3_server_args(exported), tmp_path / "serve.log") as server:
+    # the exported folder serves with no other flag than the CPU cache size, and
+    # --enforce-eager: compiling the 0.6B shape takes over 6 minutes on a 2-core CPU
+    args = qwen3_server_args(exported, "--enforce-eager")
+    with ServerProcess(args, tmp_path / "serve.log") as server:
         tok = httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"]
         prompt = "<|im_start|>user\nWhat is 2+3?<|im_end|>\n<|im_start|>assistant\n<think>\n"
         body = {"model": tok, "prompt": prompt, "max_tokens": 80, "thinking_budget": 8}
