@@ -47,7 +47,7 @@ def load_tokenizer_and_profile(config: ServerConfig) -> tuple[Any, ThinkingProfi
         trust_remote_code=bool(engine.get("trust_remote_code")),
     )
     if config.chat_template is not None:
-        from vllm.entrypoints.chat_utils import load_chat_template
+        from vllm.renderers.chat_utils import load_chat_template
 
         tokenizer.chat_template = load_chat_template(config.chat_template)
     spec = resolve_spec(config.thinking_profile, tokenizer, config.model)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bench.exactness import run
 from bench.oracle import Oracle
 from bench.requests import make_qwen3_request
@@ -31,6 +33,7 @@ def test_exactness_small(server, tokenizer):
     assert max(ratios) <= 1.0
 
 
+@pytest.mark.slow  # about 4 minutes here; the tiny run above keeps the default suite's check
 def test_exactness_qwen3_tools_and_schemas(qwen3_server):
     """The real Qwen3 tokenizer, with tools, json_schema and n > 1 in the mix."""
     from transformers import AutoTokenizer

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def serve(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -37,14 +39,26 @@ def test_profile_the_tokenizer_cannot_carry_is_one_line(tiny_model, tmp_path):
     assert "the extension text must not contain a thinking delimiter" in r.stderr
 
 
+def config_exit(*args: str) -> str:
+    """The one line `thinkbudget serve ARGS` exits with over its config (in-process: no vLLM
+    import per case)."""
+    from thinkbudget.cli import build_parser, config_from
+    from thinkbudget.serve.config import ServerConfig
+
+    with pytest.raises(SystemExit) as exc:
+        config_from(ServerConfig, build_parser().parse_args(["serve", *args]), "serve")
+    return str(exc.value.code)
+
+
 def test_bad_effort_table_is_rejected():
-    r = serve("--reasoning-effort-budgets", "low=abc")
-    assert r.returncode == 1 and "bad effort budget low=abc" in r.stderr
+    assert "bad effort budget low=abc" in config_exit("--reasoning-effort-budgets", "low=abc")
 
 
-def test_speculative_config_with_the_processor_is_refused():
-    r = serve("--speculative-config", '{"method": "ngram"}', "--budget-enforcement", "processor")
-    assert r.returncode == 1 and "use --budget-enforcement phases" in r.stderr
+def test_speculative_config_with_the_processor_is_refused(capsys):
+    message = config_exit(
+        "--speculative-config", '{"method": "ngram"}', "--budget-enforcement", "processor"
+    )
+    assert message.startswith("thinkbudget serve:") and "use --budget-enforcement phases" in message
     r = serve("--speculative-config", "{method")
     assert r.returncode == 2 and "argument --speculative-config" in r.stderr
     assert "Traceback" not in r.stderr

@@ -173,7 +173,13 @@ class GRPOStageConfig(TrainCommon):
     temperature: float = option(1.0, help="rollout sampling temperature")
     reward_weights: dict[str, float] = option(
         default_factory=lambda: {"accuracy": 1.0, "think_format": 0.1},
-        help="reward name -> weight (train_fusion.rewards)",
+        help="reward name -> weight (train_fusion.rewards: accuracy, think_format, "
+        "kimi_length, l1_length, soft_overlong)",
+    )
+    reward_options: dict[str, dict] = option(
+        default_factory=dict,
+        help="reward name -> its options, e.g. {kimi_length: {warmup_steps: 20}, l1_length: "
+        "{alpha: 0.0003}, soft_overlong: {cache: 64}}",
     )
     gradient_checkpointing: bool = option(False, help="trade compute for memory")
     # TrainCommon's fields with GRPO's defaults
@@ -213,7 +219,9 @@ class EvalConfig:
         default_factory=lambda: list(CONTROLS), help=f"conditions among {list(CONTROLS)}"
     )
     max_tokens: int = option(512, help="max_tokens of each request")
-    temperature: float = option(1.0, help="sampling temperature")
+    temperature: float | None = option(
+        None, help="sampling temperature (null: the model's generation_config, as the server)"
+    )
     seed: int = option(0, help="request i is sent with seed + i")
     concurrency: int = option(64, help="requests in flight")
     max_model_len: int = option(1024, help="--max-model-len of the server it starts")

@@ -59,9 +59,10 @@ def request_body(
     body: dict[str, Any] = {
         "messages": messages,
         "max_tokens": cfg.max_tokens,
-        "temperature": cfg.temperature,
         "seed": seed,
     }
+    if cfg.temperature is not None:  # else the model's default, as the server applies it
+        body["temperature"] = cfg.temperature
     if control == "no_think":
         body["enable_thinking"] = False
     else:

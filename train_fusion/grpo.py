@@ -128,6 +128,14 @@ class BudgetRollout:
         }
 
 
+def reward_options(cfg: GRPOStageConfig, name: str) -> dict:
+    """The recipe's options for one reward; soft_overlong's length defaults to the rollout's."""
+    options = dict(cfg.reward_options.get(name) or {})
+    if name == "soft_overlong":
+        options.setdefault("max_completion_length", cfg.max_completion_length)
+    return options
+
+
 def per_device_batch(cfg: GRPOStageConfig, num_processes: int) -> int:
     """Rollouts per process per step: the global batch split evenly."""
     total = cfg.num_generations * cfg.prompts_per_step
@@ -160,9 +168,10 @@ def make_trainer(cfg: GRPOStageConfig):
         }
     )
     names = list(cfg.reward_weights)
-    unknown = [n for n in names if n not in rewards.REWARDS]
+    unknown = [n for n in [*names, *cfg.reward_options] if n not in rewards.REWARDS]
     if unknown:
         raise ValueError(f"unknown rewards {unknown}; known: {sorted(rewards.REWARDS)}")
+    funcs = [rewards.bind(n, profile, **reward_options(cfg, n)) for n in names]
     args = GRPOConfig(
         **common_args(cfg, staging),
         loss_type=cfg.loss_type,
@@ -178,7 +187,7 @@ def make_trainer(cfg: GRPOStageConfig):
     )
     trainer = GRPOTrainer(
         model=load_model(cfg.model),
-        reward_funcs=[rewards.REWARDS[n] for n in names],
+        reward_funcs=funcs,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
