@@ -7,7 +7,8 @@ Its command-line flags and its YAML recipes are both derived from it, as TRL's
   `--max_model_len`, with the field's help and default; nested dataclass sections become
   dotted flags (`--fusion.cut_ratio 0.2`). Bool fields also stand alone
   (`--enable-auto-tool-choice`) and have a `--no-` form; `Literal` fields get choices; str fields keep the text as
-  given; other values are read as YAML scalars (`--lora null`, `--budgets [0,16]`).
+  given; lists of strings take several words or a YAML list (`--lora-modules a=/p b=/q`);
+  other values are read as YAML scalars (`--lora null`, `--budgets [0,16]`).
 - `load(cls, path, given)` reads a YAML recipe (unknown keys are an error, nested sections
   become nested dataclasses), then applies the flags given on the command line.
 """
@@ -88,8 +89,21 @@ def _nullable(parse: Any) -> Any:
     return parse_or_null
 
 
+class _Items(argparse.Action):
+    """`--flag A B` or `--flag '[A, B]'` (YAML): one list either way."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        items: list[Any] = []
+        for value in values:
+            parsed = yaml_scalar(value)
+            items.extend(parsed if isinstance(parsed, list) else [value])
+        setattr(namespace, self.dest, items)
+
+
 def _flag_kwargs(tp: Any) -> dict[str, Any]:
     base = _base(tp)
+    if base == list[str]:
+        return {"nargs": "+", "action": _Items, "metavar": "ITEM"}
     if base is bool:
         return {"type": parse_bool, "nargs": "?", "const": True, "metavar": "BOOL"}
     if typing.get_origin(base) is Literal:

@@ -70,6 +70,11 @@ class ServerConfig:
         "vLLM's own definitions) sets one; in YAML an engine: mapping, or top-level keys as in "
         "vllm serve --config",
     )
+    lora_modules: list[str] = option(
+        default_factory=list,
+        help="LoRA adapters, as vllm serve's: NAME=PATH ... (needs --enable-lora); a request "
+        "whose model is NAME runs with that adapter and the thinking_profile.json in its folder",
+    )
     chat_template: str | None = option(
         None,
         help="chat template (a file, or the template itself) instead of the tokenizer's, as "

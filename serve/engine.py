@@ -17,6 +17,7 @@ from thinkbudget.budget.profile import BUILTIN_PROFILES, ProfileSpec, ThinkingPr
 from thinkbudget.budget.resolve import BudgetError, ThinkingSettings, resolve
 from thinkbudget.budget.state import BudgetParams
 from thinkbudget.budget.statement import render_budgeted
+from thinkbudget.serve.adapters import load_adapters
 from thinkbudget.serve.budgeting import RequestError
 from thinkbudget.serve.config import ServerConfig
 from thinkbudget.serve.harmony import HarmonyTemplate
@@ -105,6 +106,7 @@ class Prepared:
     prompt_ids: list[int]
     settings: ThinkingSettings
     params: BudgetParams | None
+    profile: ThinkingProfile | None  # the base model's, or the LoRA adapter's
     budget: int | None  # effective, after clamping
     sampling_kwargs: dict  # vllm.SamplingParams arguments (each choice runs with n = 1)
     n: int
@@ -117,6 +119,7 @@ class Prepared:
     turn_spent: int | None = None  # with the turn scope: the turn's earlier thinking tokens
     priority: int = 0  # vLLM's scheduling priority (lower first)
     cache_salt: str | None = None  # vLLM's prefix-cache isolation
+    lora: Any = None  # vLLM's LoRARequest for an adapter's requests
 
 
 class EngineHandle:
@@ -146,6 +149,7 @@ class EngineHandle:
             if mc.generation_config not in ("auto", "vllm")
             else mc.override_generation_config.get("max_new_tokens")
         )
+        self.adapters = load_adapters(config, tokenizer, profile)  # LoRA, by served name
         self.metrics = Metrics()
         self.metrics.engine_requests.set_function(engine.get_num_unfinished_requests)
         self.created = int(time.time())
@@ -179,7 +183,9 @@ class EngineHandle:
         budget and build the engine's sampling arguments."""
         if not 1 <= req.n <= self.config.max_n:
             raise RequestError(f"n must be between 1 and {self.config.max_n}, got {req.n}", "n")
-        prompt_ids, resolved = await self.render(prompt_ids, chat, settings, max_tokens)
+        adapter = self.adapters.get(req.model)
+        profile = adapter.profile if adapter is not None else self.profile
+        prompt_ids, resolved = await self.render(prompt_ids, chat, settings, max_tokens, profile)
         params, phased = resolved.params, self.config.phased and resolved.params is not None
         if phased and params.min_thinking:
             raise RequestError(
@@ -202,6 +208,7 @@ class EngineHandle:
             prompt_ids=prompt_ids,
             settings=settings,
             params=params,
+            profile=profile,
             budget=resolved.budget,
             sampling_kwargs=kwargs,
             n=req.n,
@@ -213,14 +220,17 @@ class EngineHandle:
             phased=phased,
             priority=req.priority,
             cache_salt=req.cache_salt,
+            lora=adapter.request if adapter is not None else None,
         )
 
-    async def render(self, prompt_ids, chat, settings: ThinkingSettings, max_tokens: int | None):
+    async def render(
+        self, prompt_ids, chat, settings: ThinkingSettings, max_tokens: int | None, profile
+    ):
         """(prompt ids, resolution): token-id prompts are checked; chat messages rendered,
         with the budget stated when the profile asks for it (`budget.statement`)."""
 
         def resolve_for(prompt_len: int):
-            return self.resolve(settings, prompt_len, max_tokens)
+            return self.resolve(settings, prompt_len, max_tokens, profile)
 
         if chat is None:
             if any(t < 0 or t >= self.vocab_size for t in prompt_ids):
@@ -229,7 +239,7 @@ class EngineHandle:
         messages, tools, kwargs = chat
         return await asyncio.to_thread(
             render_budgeted,
-            self.profile,
+            profile,
             settings,
             messages,
             lambda m: self.template.render(m, tools, kwargs),
@@ -248,7 +258,8 @@ class EngineHandle:
             extra[SPLICE_KEY] = splice_id
         return extra
 
-    def resolve(self, settings: ThinkingSettings, prompt_len: int, max_tokens: int | None):
+    def resolve(self, settings, prompt_len: int, max_tokens: int | None, profile):
+        """Budget resolution under `profile` (the base model's or a LoRA adapter's)."""
         if max_tokens is None:  # as vLLM: the model's default, within the room left
             max_tokens = self.defaults.get("max_tokens")
             if max_tokens is not None:
@@ -257,7 +268,7 @@ class EngineHandle:
             max_tokens = min(self.max_tokens_cap, max_tokens or self.max_model_len - prompt_len)
         try:
             return resolve(
-                self.profile,
+                profile,
                 settings,
                 prompt_len=prompt_len,
                 max_tokens=max_tokens,

@@ -104,7 +104,7 @@ class Generation:
     def _choice(self, prep: Prepared, index: int, j: int, raw: bool) -> Choice:
         tracker = ChoiceTracker(
             self.handle.tokenizer,
-            self.handle.profile,
+            prep.profile,
             prep.params,
             prep.prompt_ids,
             prep.stop,
@@ -155,7 +155,11 @@ class Generation:
         if prep.cache_salt is not None:
             prompt["cache_salt"] = prep.cache_salt
         return self.handle.engine.generate(
-            prompt, SamplingParams(**kwargs), request_id, priority=prep.priority
+            prompt,
+            SamplingParams(**kwargs),
+            request_id,
+            priority=prep.priority,
+            lora_request=prep.lora,
         )
 
     def _continuation(self, choice: Choice):
@@ -166,7 +170,7 @@ class Generation:
         left = choice.sampling_kwargs["max_tokens"] - tracker.completion_tokens
         if left <= 0:
             return None
-        after = after_cut(self.handle.profile, left).params  # no thinking after a cut
+        after = after_cut(choice.prep.profile, left).params  # no thinking after a cut
         kwargs = dict(
             choice.sampling_kwargs,
             max_tokens=left,

@@ -33,6 +33,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "thinkbudget"
     max_model_len: int
+    parent: str | None = None  # a LoRA adapter's base model (vLLM's)
+    root: str | None = None  # a LoRA adapter's folder (vLLM's)
     # -- not OpenAI's --
     thinking_profile: dict[str, Any] | None = None
 
@@ -57,26 +59,38 @@ async def metrics(request: Request):
     return Response(ours + generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def model_card(request: Request) -> ModelCard:
+def model_cards(request: Request) -> list[ModelCard]:
+    """The base model, then each LoRA adapter with its own thinking profile."""
     h, config = handle_of(request), config_of(request)
-    profile = asdict(h.profile.spec) if h.profile else None
-    return ModelCard(
+    base = ModelCard(
         id=config.model_name,
         created=h.created,
         max_model_len=h.max_model_len,
-        thinking_profile=profile,
+        thinking_profile=asdict(h.profile.spec) if h.profile else None,
     )
+    adapters = [
+        ModelCard(
+            id=a.name,
+            created=h.created,
+            max_model_len=h.max_model_len,
+            parent=config.model_name,
+            root=a.path,
+            thinking_profile=asdict(a.profile.spec) if a.profile else None,
+        )
+        for a in h.adapters.values()
+    ]
+    return [base, *adapters]
 
 
 @router.get("/v1/models", response_model=ModelList)
 async def models(request: Request):
-    return ModelList(data=[model_card(request)])
+    return ModelList(data=model_cards(request))
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
 async def model(model_id: str, request: Request):
-    card = model_card(request)
-    if model_id != card.id:
+    card = next((c for c in model_cards(request) if c.id == model_id), None)
+    if card is None:
         return error_response(404, f"the model {model_id!r} does not exist", "model")
     return card
 

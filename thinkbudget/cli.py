@@ -111,6 +111,7 @@ def config_from(cls: type, ns: argparse.Namespace, command: str, inputs: bool = 
 def run_serve(config: ServerConfig) -> None:
     import uvicorn
 
+    from thinkbudget.serve.adapters import load_adapters
     from thinkbudget.serve.app import create_app
     from thinkbudget.serve.engine import load_tokenizer_and_profile
 
@@ -119,6 +120,7 @@ def run_serve(config: ServerConfig) -> None:
         config.served_model_name = config.served_model_name or name
     try:
         loaded = load_tokenizer_and_profile(config)
+        load_adapters(config, *loaded)  # checked before the engine starts
     except Exception as exc:  # a bad path, a profile the tokenizer cannot carry, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.exit(f"thinkbudget: cannot serve {config.model!r}: {reason}")

@@ -26,10 +26,18 @@ def config_of(request: Request) -> ServerConfig:
     return request.app.state.config
 
 
+def served_names(config: ServerConfig) -> list[str]:
+    """The base model's name, then its LoRA adapters' (`--lora-modules`)."""
+    from thinkbudget.serve.adapters import parse_modules
+
+    return [config.model_name, *(name for name, _ in parse_modules(config.lora_modules))]
+
+
 def check_model(config: ServerConfig, model: str | None) -> None:
-    if model is not None and model != config.model_name:
+    names = served_names(config)
+    if model is not None and model not in names:
         raise RequestError(
-            f"the model {model!r} does not exist; this server serves {config.model_name!r}",
+            f"the model {model!r} does not exist; this server serves {', '.join(map(repr, names))}",
             "model",
             status=404,
         )

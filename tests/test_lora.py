@@ -1,0 +1,89 @@
+"""A LoRA adapter the trainer writes is served over its base as it is (`--enable-lora
+--lora-modules NAME=FOLDER`): at temperature 0 it answers as its merged export does, budgets
+exact, and its own thinking_profile.json (here a budget prompt the base lacks) applies to its
+requests only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from thinkbudget.launch import ServerProcess
+from thinkbudget.train_fusion.config import BudgetDistribution, GRPOStageConfig, LoraSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--kv-cache-memory-bytes", str(64 << 20), "--max-model-len", "512"]
+SMALL += ["--log-level", "warning"]
+STATED = "Think for {budget} tokens."
+
+
+@pytest.fixture(scope="module")
+def adapter(micro) -> dict[str, Path]:
+    """Two GRPO steps with LoRA on the micro SFT model, and its merged export."""
+    from thinkbudget.train_fusion import grpo
+
+    cfg = GRPOStageConfig(
+        model=str(micro["sft"] / "final"),
+        data=str(micro["data"] / "train.jsonl"),
+        output_dir=str(micro["root"] / "grpo-lora"),
+        num_generations=4,
+        prompts_per_step=2,
+        max_completion_length=48,
+        answer_reserve=8,
+        max_steps=2,
+        save_steps=2,
+        learning_rate=2e-2,
+        budgets=BudgetDistribution(unlimited=0.0, no_think=0.0, min_budget=0, max_budget=6),
+        lora=LoraSettings(r=8, alpha=16),
+        budget_prompt=STATED,
+    )
+    final = grpo.run(cfg)
+    assert (final / "adapter_config.json").is_file()
+    merged = micro["root"] / "grpo-lora-merged"
+    export = [sys.executable, "-m", "thinkbudget", "train", "export"]
+    subprocess.run(
+        [*export, "--model", str(final), "--output_dir", str(merged)], check=True, cwd=ROOT
+    )
+    return {"final": final, "merged": merged, "base": micro["sft"] / "final"}
+
+
+def ask(server, model: str, content: str, budget: int) -> dict:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "temperature": 0,
+        "max_tokens": 40,
+        "thinking_budget": budget,
+        "return_token_ids": True,
+    }
+    r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_adapter_served_over_its_base_answers_as_its_merged_export(adapter, micro):
+    lines = (micro["data"] / "heldout.jsonl").read_text().splitlines()[:4]
+    questions = [json.loads(line)["question"] for line in lines]
+    lora = [*SMALL, "--enable-lora", "--max-lora-rank", "8"]
+    lora += ["--lora-modules", f"tuned={adapter['final']}", "--served-model-name", "base"]
+    logs = micro["root"] / "lora-logs"
+    with ServerProcess(["--model", str(adapter["base"]), *lora], logs / "lora.log") as over:
+        served = [ask(over, "tuned", q, 4) for q in questions]
+        plain = ask(over, "base", questions[0], 4)
+        cards = httpx.get(over.url + "/v1/models").json()["data"]
+    with ServerProcess(["--model", str(adapter["merged"]), *SMALL], logs / "merged.log") as m:
+        name = httpx.get(m.url + "/v1/models").json()["data"][0]["id"]
+        merged = [ask(m, name, q, 4) for q in questions]
+    for a, b in zip(served, merged):
+        assert a["choices"][0]["token_ids"] == b["choices"][0]["token_ids"]
+        assert a["choices"][0]["thinking"]["tokens"] <= 4
+    # the adapter's profile states the budget (its prompt is longer), the base's does not
+    assert served[0]["usage"]["prompt_tokens"] == merged[0]["usage"]["prompt_tokens"]
+    assert served[0]["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
+    assert [c["id"] for c in cards] == ["base", "tuned"]
+    assert cards[1]["parent"] == "base" and cards[1]["thinking_profile"]["budget_prompt"] == STATED
