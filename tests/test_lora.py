@@ -17,6 +17,7 @@ from thinkbudget.launch import ServerProcess
 from thinkbudget.train_fusion.config import BudgetDistribution, GRPOStageConfig, LoraSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a LoRA GRPO run and two servers: about 3 minutes here
 SMALL = ["--kv-cache-memory-bytes", str(64 << 20), "--max-model-len", "512"]
 SMALL += ["--log-level", "warning"]
 STATED = "Think for {budget} tokens."
@@ -57,13 +58,30 @@ def ask(server, model: str, content: str, budget: int) -> dict:
         "model": model,
         "messages": [{"role": "user", "content": content}],
         "temperature": 0,
-        "max_tokens": 40,
+        "max_tokens": 96,
         "thinking_budget": budget,
         "return_token_ids": True,
+        "logprobs": True,
+        "top_logprobs": 2,
     }
     r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def same_up_to_a_tie(a: dict, b: dict) -> None:
+    """Greedy tokens equal, except that after a near tie (the two best tokens within 0.05
+    logprob on either side: LoRA applied vs merged weights round differently) the two paths
+    may part."""
+    ids_a, ids_b = a["token_ids"], b["token_ids"]
+    for i, (x, y) in enumerate(zip(ids_a, ids_b)):
+        if x != y:
+            for side in (a, b):
+                top = side["logprobs"]["content"][i]["top_logprobs"]
+                assert abs(top[0]["logprob"] - top[1]["logprob"]) < 0.05, (i, top)
+            assert i > a["thinking"]["tokens"]  # the thinking and the cut are the same
+            return
+    assert len(ids_a) == len(ids_b)
 
 
 def test_adapter_served_over_its_base_answers_as_its_merged_export(adapter, micro):
@@ -80,8 +98,8 @@ def test_adapter_served_over_its_base_answers_as_its_merged_export(adapter, micr
         name = httpx.get(m.url + "/v1/models").json()["data"][0]["id"]
         merged = [ask(m, name, q, 4) for q in questions]
     for a, b in zip(served, merged):
-        assert a["choices"][0]["token_ids"] == b["choices"][0]["token_ids"]
         assert a["choices"][0]["thinking"]["tokens"] <= 4
+        same_up_to_a_tie(a["choices"][0], b["choices"][0])
     # the adapter's profile states the budget (its prompt is longer), the base's does not
     assert served[0]["usage"]["prompt_tokens"] == merged[0]["usage"]["prompt_tokens"]
     assert served[0]["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
