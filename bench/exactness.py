@@ -18,14 +18,18 @@ thinking), the count of violations of:
 - `report_mismatch`: the server's `thinking` report disagrees with the oracle;
 - `stray_end`: an end delimiter outside thinking (it means nothing there and is banned);
 - `cut_in_tool_call`: a forced token, or thinking, after a tool call started (a tool-call
-  start token inside thinking is the answer: it closes the thinking).
+  start token inside thinking is the answer: it closes the thinking);
+- `grammar`: a chat answer breaks its vLLM constraint: not one of `structured_outputs.choice`,
+  no full match of `structured_outputs.regex` (answers that ended by themselves), or a
+  `bad_words` token sequence anywhere in the generated tokens.
 The oracle reads only the returned token ids (`return_token_ids`) and the tokenizer; it does
 not import `budget/`, so a bug shared by the engine processor and the server mirror shows.
 It also reports the distribution of spent / budget.
 
 With `--fixture qwen3` it runs on the real Qwen3 tokenizer and template (a random-weight
 model, `harness.fixtures`), with tools (named, required, auto with `<tool_call>` pushed by
-logit_bias), json_schema answers and n > 1 in the mix; logit_bias makes the random model
+logit_bias), json_schema answers, vLLM's structured_outputs (choice, regex) and bad_words,
+and n > 1 in the mix; logit_bias makes the random model
 open thinking often and end it now and then.
 
 `--agent-share S` (default 0.4) sends that share of the chat requests with one choice

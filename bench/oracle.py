@@ -4,6 +4,7 @@ list is in `bench.exactness`'s docstring)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,23 @@ class Oracle:
             i += 1
         return spent, cut, cuts, answer, flags
 
+    def conforms(self, req: dict, choice: dict, content: str) -> bool:
+        """The answer obeys the request's vLLM constraint: a `structured_outputs` choice or
+        regex (when the answer ended by itself); no `bad_words` token sequence anywhere in
+        what was generated (thinking too, as vLLM applies it)."""
+        ids = choice["token_ids"]
+        constraint = req.get("structured_outputs") or {}
+        if choice["finish_reason"] == "stop" and "choice" in constraint:
+            return content.strip() in constraint["choice"]
+        if choice["finish_reason"] == "stop" and "regex" in constraint:
+            return re.fullmatch(constraint["regex"], content.strip()) is not None
+        for word in req.get("bad_words") or ():
+            for variant in {word, " " + word}:
+                banned = tuple(self.tok.encode(variant, add_special_tokens=False))
+                if any(tuple(ids[i : i + len(banned)]) == banned for i in range(len(ids))):
+                    return False
+        return True
+
     def check(
         self, req: dict, choice: dict, text: str, chat: bool
     ) -> tuple[list[str], float | None]:
@@ -127,7 +145,9 @@ class Oracle:
         budget, minimum = req["thinking_budget"], req.get("min_thinking_tokens", 0)
         window = req.get("thinking_cut_window", 0)
         structured = bool(
-            req.get("response_format") or req.get("tool_choice") not in (None, "auto")
+            req.get("response_format")
+            or req.get("structured_outputs")
+            or req.get("tool_choice") not in (None, "auto")
         )
         sep = 0 if structured else self.sep  # a grammar answers: the cut leaves the separator
         fit = req["max_tokens"] - 1 - (len(self.term) + sep) - RESERVE
@@ -155,6 +175,8 @@ class Oracle:
             violations.append("empty_answer_length")
         if "early_end" in flags:
             violations.append("early_end")
+        if chat and not self.conforms(req, choice, content):
+            violations.append("grammar")
         report = choice.get("thinking") or {}
         if (
             report.get("cut") != cut

@@ -23,6 +23,8 @@ PASSED = (
     "thinking_cut_window",
     "min_thinking_tokens",
     "return_token_ids",
+    "structured_outputs",
+    "bad_words",
     "stream",
 )
 

@@ -65,7 +65,8 @@ OK_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "requi
 
 def make_qwen3_request(rng: random.Random, tok: Any) -> tuple[str, dict]:
     """A request for the random-weight Qwen3 fixture: logit_bias opens thinking about every
-    other step and ends it now and then; chat requests may carry tools or a json_schema."""
+    other step and ends it now and then; chat requests may carry tools, a json_schema, or
+    vLLM's structured_outputs (choice, regex) or bad_words."""
     path, body = make_request(rng, tok)
     think, end, tool = (
         tok.convert_tokens_to_ids(t) for t in ("<think>", "</think>", "<tool_call>")
@@ -89,7 +90,17 @@ def make_qwen3_request(rng: random.Random, tok: Any) -> tuple[str, dict]:
             "type": "json_schema",
             "json_schema": {"name": "r", "schema": OK_SCHEMA},
         }
+    elif r < 0.75:  # vLLM's own constraint and filter fields
+        body |= rng.choice(VLLM_FIELDS)
     return path, body
+
+
+# vLLM's request fields the oracle checks the answer against (bench.oracle.conforms)
+VLLM_FIELDS = [
+    {"structured_outputs": {"choice": ["yes", "no", "maybe"]}},
+    {"structured_outputs": {"regex": "[0-9]{2,3}"}},
+    {"bad_words": ["Paris", "Rome", "weather"]},
+]
 
 
 def make_thinking_template_request(rng: random.Random, tok: Any) -> tuple[str, dict]:

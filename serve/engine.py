@@ -1,5 +1,6 @@
-"""The engine side of the server: vLLM's AsyncLLM with the budget logits processor (none in
-phases mode, as under speculative decoding), and
+"""The engine side of the server: the handle on vLLM's AsyncLLM (built by
+`serve.engine_args.build_engine`, with the budget logits processor; none in phases mode, as
+under speculative decoding), its tokenizer, profile, LoRA adapters and generation defaults, and
 request preparation (template, tokenisation, budget resolution through
 `thinkbudget.budget.resolve`, sampling parameters). `serve.generation` runs what is prepared.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,34 +54,6 @@ def load_tokenizer_and_profile(config: ServerConfig) -> tuple[Any, ThinkingProfi
         tokenizer.chat_template = load_chat_template(config.chat_template)
     spec = resolve_spec(config.thinking_profile, tokenizer, config.model)
     return tokenizer, ThinkingProfile.from_tokenizer(tokenizer, spec) if spec else None
-
-
-def build_engine(config: ServerConfig, spec: ProfileSpec | None):
-    """vLLM's AsyncLLM from the user's engine arguments (`serve.engine_args`) and the ones
-    thinkbudget sets: the budget logits processor (none in phases mode: vLLM refuses them
-    under speculative decoding), the reasoning parser (structured outputs start after
-    thinking), the profile in additional_config, the CPU KV cache size."""
-    from vllm.config import StructuredOutputsConfig
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    from thinkbudget.budget.vllm_adapter import (
-        CONFIG_KEY,
-        ThinkingBudgetLogitsProcessor,
-        platform_engine_args,
-    )
-    from thinkbudget.serve.engine_args import engine_args
-
-    structured = config.engine.get("structured_outputs_config") or {"backend": "xgrammar"}
-    if isinstance(structured, dict):
-        structured = StructuredOutputsConfig(**structured)
-    owned = {
-        **platform_engine_args(config.kv_cache_memory_bytes),
-        "logits_processors": [] if config.phased else [ThinkingBudgetLogitsProcessor],
-        "reasoning_parser": (spec.vllm_reasoning_parser or "") if spec else "",
-        "structured_outputs_config": structured,
-        "additional_config": {CONFIG_KEY: asdict(spec) if spec and not config.phased else None},
-    }
-    return AsyncLLM.from_engine_args(engine_args(config, owned))
 
 
 # vLLM's neutral sampling values, for fields neither the request nor the model sets
@@ -158,6 +131,8 @@ class EngineHandle:
     def start(cls, config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> EngineHandle:
         tokenizer, profile = loaded or load_tokenizer_and_profile(config)
         spec = profile.spec if profile else None
+        from thinkbudget.serve.engine_args import build_engine
+
         return cls(config, build_engine(config, spec), tokenizer, profile)
 
     # -- preparation -------------------------------------------------------------------

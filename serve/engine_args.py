@@ -8,7 +8,8 @@ the way `vllm serve --config` takes them). Five of vLLM's flags are `ServerConfi
 because thinkbudget reads them itself (`--model`, `--served-model-name`,
 `--kv-cache-memory-bytes`, `--speculative-config`, `--enable-prefix-caching`); the engine
 arguments thinkbudget sets itself are refused with the flag to use instead (`OWNED_ENGINE_ARGS`
-in `serve.config`). `engine_args` builds the `AsyncEngineArgs` the server starts vLLM with.
+in `serve.config`). `engine_args` builds the `AsyncEngineArgs` the server starts vLLM with,
+`build_engine` the engine itself.
 
 Deviation from `vllm serve`: vLLM's dotted JSON spelling (`--speculative-config.method ngram`)
 is not parsed; give the JSON (`--speculative-config '{"method": "ngram"}'`) or YAML instead.
@@ -21,6 +22,7 @@ import dataclasses
 from typing import Any
 
 from thinkbudget.budget.config import ConfigError
+from thinkbudget.budget.profile import ProfileSpec
 from thinkbudget.serve.config import ServerConfig
 
 # vLLM engine arguments that are ServerConfig fields (thinkbudget reads them itself)
@@ -124,3 +126,32 @@ def engine_args(config: ServerConfig, owned: dict[str, Any]):
         "additional_config": additional,
     }
     return AsyncEngineArgs(**args)
+
+
+def build_engine(config: ServerConfig, spec: ProfileSpec | None):
+    """vLLM's AsyncLLM from the user's engine arguments (`serve.engine_args`) and the ones
+    thinkbudget sets: the budget logits processor (none in phases mode: vLLM refuses them
+    under speculative decoding), the reasoning parser (structured outputs start after
+    thinking), the profile in additional_config, the CPU KV cache size."""
+    from vllm.config import StructuredOutputsConfig
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from thinkbudget.budget.vllm_adapter import (
+        CONFIG_KEY,
+        ThinkingBudgetLogitsProcessor,
+        platform_engine_args,
+    )
+
+    structured = config.engine.get("structured_outputs_config") or {"backend": "xgrammar"}
+    if isinstance(structured, dict):
+        structured = StructuredOutputsConfig(**structured)
+    owned = {
+        **platform_engine_args(config.kv_cache_memory_bytes),
+        "logits_processors": [] if config.phased else [ThinkingBudgetLogitsProcessor],
+        "reasoning_parser": (spec.vllm_reasoning_parser or "") if spec else "",
+        "structured_outputs_config": structured,
+        "additional_config": {
+            CONFIG_KEY: dataclasses.asdict(spec) if spec and not config.phased else None
+        },
+    }
+    return AsyncLLM.from_engine_args(engine_args(config, owned))
