@@ -86,6 +86,10 @@ def answer_text(message: dict, body: dict) -> str | None:
     return None
 
 
+# vLLM request fields whose effect the oracle checks (`grammar`), counted in the result
+VLLM_CHECKED = ("structured_outputs", "bad_words")
+
+
 def route(jobs: list[tuple[str, dict]], share: float, seed: int) -> list[tuple[str, dict]]:
     """Chat requests with one choice sent through Messages or Responses instead (a rng of
     their own, so a seed's requests stay those of earlier runs)."""
@@ -159,7 +163,7 @@ async def run(
     examples: list[dict] = []
     ratios: list[float] = []
     errors: Counter[str] = Counter()
-    counts = Counter()
+    counts = Counter(f"vllm:{field}" for _, body in jobs for field in VLLM_CHECKED if field in body)
 
     async def one(path: str, body: dict) -> None:
         async with sem:
@@ -298,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         "requests": args.requests,
         "choices": counts["choices"],
         "requests_by_endpoint": {k: v for k, v in counts.items() if k.startswith("/v1/")},
+        "requests_with_vllm_fields": {k[5:]: v for k, v in counts.items() if k.startswith("vllm:")},
         "cut_choices": counts["cut"],
         "violations": dict(violations),
         "violations_total": sum(violations.values()),

@@ -36,6 +36,9 @@ def missing(name: str) -> str:
     return f"_Not run yet: `bench/results/{name}` is missing._\n"
 
 
+VLLM_FIELDS = ("structured_outputs", "bad_words")
+
+
 def _exactness_row(name: str, r: dict) -> str:
     behaviour = ", ".join(f"{k}: {v}" for k, v in r.get("model_behaviour", {}).items())
     path_used = r.get("budget_enforcement", "processor")
@@ -45,9 +48,11 @@ def _exactness_row(name: str, r: dict) -> str:
         path_used += f", {r['data_parallel_size']} engines (data parallel)"
     by = r.get("requests_by_endpoint", {})
     via = f"{by.get('/v1/messages', 0)} / {by.get('/v1/responses', 0)}" if by else "-"
+    fields = r.get("requests_with_vllm_fields")
+    vllm = " / ".join(str(fields.get(k, 0)) for k in VLLM_FIELDS) if fields else "-"
     return (
         f"| `{name}` | {r.get('fixture', 'tiny')} | {path_used} | {r.get('seed', 0)} | "
-        f"{r['requests']} | {via} | {r['choices']} | {r['cut_choices']} | "
+        f"{r['requests']} | {via} | {vllm} | {r['choices']} | {r['cut_choices']} | "
         f"{r['violations_total']} {r['violations'] or ''} | "
         f"{sum(r['http_errors'].values())} | {behaviour or '-'} | {r['wall_s']} |\n"
     )
@@ -78,10 +83,13 @@ def exactness() -> str:
         "takes no logits processor; requests without minimum thinking, which phases refuse). "
         "Runs made since the agents' endpoints send part of the one-choice chat requests as "
         "Anthropic Messages and OpenAI Responses requests (`--agent-share`, "
-        "`bench/protocols.py`); the column counts them.\n\n"
+        "`bench/protocols.py`); the column counts them. Runs made since vLLM's request fields "
+        "are acted on mix in `structured_outputs` (choice, regex) and `bad_words`, and the "
+        "oracle checks each answer against them (`grammar`); a column counts them.\n\n"
         "| result | fixture | budget path | seed | requests | via Messages / Responses | "
+        "with structured_outputs / bad_words | "
         "choices | cut choices | violations | HTTP errors | model behaviour | wall s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     out += [_exactness_row(path.name, json.loads(path.read_text())) for path in runs]
     r = json.loads(runs[0].read_text())

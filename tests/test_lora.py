@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.test_grpo import grpo_config
 from thinkbudget.launch import ServerProcess
-from thinkbudget.train_fusion.config import BudgetDistribution, GRPOStageConfig, LoraSettings
+from thinkbudget.train_fusion.config import LoraSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # a LoRA GRPO run and two servers: about 3 minutes here
@@ -28,18 +29,11 @@ def adapter(micro) -> dict[str, Path]:
     """Two GRPO steps with LoRA on the micro SFT model, and its merged export."""
     from thinkbudget.train_fusion import grpo
 
-    cfg = GRPOStageConfig(
-        model=str(micro["sft"] / "final"),
-        data=str(micro["data"] / "train.jsonl"),
-        output_dir=str(micro["root"] / "grpo-lora"),
-        num_generations=4,
-        prompts_per_step=2,
-        max_completion_length=48,
-        answer_reserve=8,
-        max_steps=2,
+    cfg = grpo_config(
+        micro,
+        "grpo-lora",
         save_steps=2,
         learning_rate=2e-2,
-        budgets=BudgetDistribution(unlimited=0.0, no_think=0.0, min_budget=0, max_budget=6),
         lora=LoraSettings(r=8, alpha=16),
         budget_prompt=STATED,
     )

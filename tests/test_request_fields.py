@@ -19,9 +19,14 @@ def post(server, path: str, **body) -> httpx.Response:
     return httpx.post(server.url + path, json=body, timeout=120)
 
 
+def raw_chat(server, **body) -> httpx.Response:
+    """A short chat request on the Qwen3 fixture, as sent (no checks)."""
+    body = {"model": "qwen3-random", "messages": ASK, "max_tokens": 4, **body}
+    return post(server, "/v1/chat/completions", **body)
+
+
 def chat(server, **body) -> dict:
-    body = {"model": "qwen3-random", "messages": ASK, "temperature": 0, **body}
-    r = post(server, "/v1/chat/completions", **body)
+    r = raw_chat(server, **{"temperature": 0, **body})
     assert r.status_code == 200, r.text
     return r.json()["choices"][0]
 
@@ -78,15 +83,12 @@ def test_bad_words_and_allowed_token_ids_keep_the_cut_whole(qwen3_server):
         banned = cut_chat(qwen3_server, bad_words=[word])["message"]["content"]
         assert not banned.startswith(word)
     # a ban on a word of the termination text would break the cut: a 400 that says so
-    r = post(
-        qwen3_server, "/v1/chat/completions", model="qwen3-random", messages=ASK,
-        logit_bias=OPEN_THINKING, max_tokens=60, thinking_budget=5, bad_words=["limited"],
+    r = raw_chat(
+        qwen3_server, logit_bias=OPEN_THINKING, max_tokens=60, thinking_budget=5,
+        bad_words=["limited"],
     )  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["param"] == "bad_words"
-    r = post(
-        qwen3_server, "/v1/chat/completions", model="qwen3-random", messages=ASK,
-        max_tokens=60, thinking_budget=5, allowed_token_ids=[9454, 2753],
-    )  # fmt: skip
+    r = raw_chat(qwen3_server, max_tokens=60, thinking_budget=5, allowed_token_ids=[9454, 2753])
     assert r.status_code == 400 and "allowed_token_ids" in r.json()["error"]["message"]
     # allowed: the tokens of a cut reply (the forced ones among them), the end of turn
     # (where a cut is spliced) and two more: every token written is one of them
@@ -111,40 +113,17 @@ def test_bad_words_and_allowed_token_ids_keep_the_cut_whole(qwen3_server):
     ],
 )
 def test_fields_vllm_acts_on_that_are_not_served_are_a_400(qwen3_server, field, value):
-    r = post(
-        qwen3_server,
-        "/v1/chat/completions",
-        model="qwen3-random",
-        messages=ASK,
-        max_tokens=4,
-        **{field: value},
-    )
+    r = raw_chat(qwen3_server, **{field: value})
     assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
 
 
 def test_neutral_values_of_those_fields_are_accepted(qwen3_server):
     neutral = {"use_beam_search": False, "skip_special_tokens": True, "echo": False}
-    r = post(
-        qwen3_server,
-        "/v1/chat/completions",
-        model="qwen3-random",
-        messages=ASK,
-        max_tokens=4,
-        **neutral,
-    )
-    assert r.status_code == 200
+    assert raw_chat(qwen3_server, **neutral).status_code == 200
 
 
 def test_priority_and_cache_salt_are_taken_not_ignored(qwen3_server):
     # both go to vLLM's engine with each engine request (FCFS scheduling orders by arrival,
     # as vllm serve's); neither is named as an ignored field
-    r = post(
-        qwen3_server,
-        "/v1/chat/completions",
-        model="qwen3-random",
-        messages=ASK,
-        max_tokens=4,
-        priority=3,
-        cache_salt="tenant-a",
-    )
+    r = raw_chat(qwen3_server, priority=3, cache_salt="tenant-a")
     assert r.status_code == 200 and "x-thinkbudget-ignored-fields" not in r.headers
