@@ -21,7 +21,9 @@ thinking), the count of violations of:
   start token inside thinking is the answer: it closes the thinking);
 - `grammar`: a chat answer breaks its vLLM constraint: not one of `structured_outputs.choice`,
   no full match of `structured_outputs.regex` (answers that ended by themselves), or a
-  `bad_words` token sequence anywhere in the generated tokens.
+  `bad_words` token sequence anywhere in the generated tokens; `grammar_never_opened` when the
+  model (a hybrid whose template does not open thinking) never opened thinking: the grammar
+  waits for an end of thinking that never comes, a known gap (issue 21) this oracle shows.
 The oracle reads only the returned token ids (`return_token_ids`) and the tokenizer; it does
 not import `budget/`, so a bug shared by the engine processor and the server mirror shows.
 It also reports the distribution of spent / budget.

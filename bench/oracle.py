@@ -119,6 +119,13 @@ class Oracle:
             i += 1
         return spent, cut, cuts, answer, flags
 
+    def thought(self, ids: list[int], opened: int | None) -> bool:
+        """Whether thinking was open in the prompt or the model opened it."""
+        size = len(self.start)
+        return opened is not None or any(
+            tuple(ids[i : i + size]) == self.start for i in range(len(ids))
+        )
+
     def conforms(self, req: dict, choice: dict, content: str) -> bool:
         """The answer obeys the request's vLLM constraint: a `structured_outputs` choice or
         regex (when the answer ended by itself); no `bad_words` token sequence anywhere in
@@ -176,7 +183,7 @@ class Oracle:
         if "early_end" in flags:
             violations.append("early_end")
         if chat and not self.conforms(req, choice, content):
-            violations.append("grammar")
+            violations.append("grammar" if self.thought(ids, opened) else "grammar_never_opened")
         report = choice.get("thinking") or {}
         if (
             report.get("cut") != cut
