@@ -49,6 +49,8 @@ IGNORED = frozenset(
         "kv_transfer_params",
         "vllm_xargs",
         "guided_decoding_backend",
+        "add_special_tokens",  # chat templates carry their special tokens; prompts are raw
+        "add_prefix_space",
     }
 )
 
@@ -64,14 +66,12 @@ REFUSED: dict[str, tuple[Any, ...]] = {
     "skip_special_tokens": (True, None),
     "spaces_between_special_tokens": (True, None),
     "truncate_prompt_tokens": (None,),
-    "prompt_logprobs": (None, 0),
+    "prompt_logprobs": (None,),
     "echo": (False, None),  # on chat (the completions endpoint acts on it)
     "chat_template": (None,),
     "return_tokens_as_token_ids": (False, None),
-    "add_special_tokens": (None, False),
     "logits_processors": (None, []),
     "repetition_detection": (None,),
-    "add_prefix_space": (None, False, True),
     "watermarking": (None, False),
 }
 

@@ -129,7 +129,7 @@ def engine_args(config: ServerConfig, owned: dict[str, Any]):
 
 
 def build_engine(config: ServerConfig, spec: ProfileSpec | None):
-    """vLLM's AsyncLLM from the user's engine arguments (`serve.engine_args`) and the ones
+    """vLLM's AsyncLLM from the user's engine arguments (`engine_args` above) and the ones
     thinkbudget sets: the budget logits processor (none in phases mode: vLLM refuses them
     under speculative decoding), the reasoning parser (structured outputs start after
     thinking), the profile in additional_config, the CPU KV cache size."""
