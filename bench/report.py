@@ -269,9 +269,37 @@ def train_rollouts() -> str:
     return "".join(out) + "\nCommands:\n" + "".join(commands)
 
 
+def grpo_memory() -> str:
+    r = load("grpo_memory.json")
+    out = ["## 6. GRPO step memory: micro-batches (`bench/grpo_memory.py`)\n"]
+    if r is None:
+        return "".join(out) + missing("grpo_memory.json")
+    out.append(
+        f"Machine: {r['machine']}; result `bench/results/grpo_memory.json` from "
+        f"`{r['command']}`. Setup {r['setup']}: {r['rollouts_per_step']} rollouts of "
+        f"{r['max_completion_length']} tokens per step, LoRA r32, gradient checkpointing, "
+        "transformers rollouts, float32 on the CPU. Peak = the process's resident-set "
+        "high-water mark over one optimizer step (generation, scoring, the k forward/backward "
+        "passes), reset at the step's start; growth = peak less the resident set at the "
+        "step's start. Medians over interleaved runs (fresh process each), 95% bootstrap "
+        "intervals in brackets.\n\n"
+        "| micro-batches k | rollouts per pass | step peak GiB | growth GiB | peak / unsplit | "
+        "step s | loss | grad norm |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    for k, x in r["micro_batches"].items():
+        first = x["runs"][0]
+        out.append(
+            f"| {k} | {r['rollouts_per_step'] // int(k)} | {_ci(x['step_peak_gib'])} | "
+            f"{_ci(x['step_growth_gib'])} | {_ci(x['peak_ratio_to_unsplit'], 'ratio')} | "
+            f"{_ci(x['step_time_s'], fmt='.0f')} | {first['loss']:.3g} | "
+            f"{first['grad_norm']:.3g} |\n"
+        )
+    return "".join(out)
+
+
 def main() -> None:
     notes = ROOT / "docs" / "benchmarks-notes.md"
-    parts = [INTRO, exactness(), overhead(), two_call(), http(), train_rollouts()]
+    parts = [INTRO, exactness(), overhead(), two_call(), http(), train_rollouts(), grpo_memory()]
     if notes.is_file():
         parts.append(notes.read_text())
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") 
             add_arguments(parser, sub, f"{prefix}{f.name}.")
             continue
         name = prefix + f.name
-        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in f.name else [])
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         help_text = f.metadata["help"].replace("%", "%%")
         if f.default not in (MISSING, None, "") and not f.metadata["secret"]:
             help_text += f" (default: {f.default})"
@@ -137,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") 
             **_flag_kwargs(hints[f.name]),
         )
         if _base(hints[f.name]) is bool:  # --no-enable-prefix-caching, as vLLM spells it
-            no = [f"--no-{name.replace('_', '-')}"] + ([f"--no_{name}"] if "_" in f.name else [])
+            no = [f"--no-{name.replace('_', '-')}"] + ([f"--no_{name}"] if "_" in name else [])
             parser.add_argument(
                 *no, dest=name, action="store_false", default=argparse.SUPPRESS, help="off"
             )

@@ -166,3 +166,20 @@ def turn_thinking(messages: list[dict], termination_text: str, encode: Callable)
             text = (text.replace(forced, "") if forced else text).strip()
             spent += len(encode(text, add_special_tokens=False)) if text else 0
     return spent
+
+
+def opens_for_grammar(profile, settings: ThinkingSettings, kwargs: dict, ids: list[int]) -> bool:
+    """Whether the prompt must open thinking for a grammar-constrained answer. vLLM starts a
+    grammar after its reasoning parser sees thinking end; where the template leaves the
+    opening to the model, a model that answered without opening thinking would never reach
+    that end and its answer would go unconstrained. So the generation prompt opens thinking
+    (as a thinking-only template does) and the answer always starts after the end delimiter,
+    which the budget may force as usual. `enable_thinking: false` still answers at once."""
+    return (
+        profile is not None
+        and settings.structured
+        and settings.mode in (ThinkingMode.UNLIMITED, ThinkingMode.BUDGET)
+        and not profile.spec.template_opens_thinking
+        and kwargs.get("add_generation_prompt", True)
+        and not profile.start_delimiter.ends_before(ids, len(ids))
+    )

@@ -19,7 +19,7 @@ from thinkbudget.budget.resolve import BudgetError, ThinkingSettings, resolve
 from thinkbudget.budget.state import BudgetParams
 from thinkbudget.budget.statement import render_budgeted
 from thinkbudget.serve.adapters import load_adapters
-from thinkbudget.serve.budgeting import RequestError
+from thinkbudget.serve.budgeting import RequestError, opens_for_grammar
 from thinkbudget.serve.config import ServerConfig
 from thinkbudget.serve.harmony import HarmonyTemplate
 from thinkbudget.serve.metrics import Metrics
@@ -212,7 +212,7 @@ class EngineHandle:
                 raise RequestError(f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
             return prompt_ids, resolve_for(len(prompt_ids))
         messages, tools, kwargs = chat
-        return await asyncio.to_thread(
+        ids, resolved = await asyncio.to_thread(
             render_budgeted,
             profile,
             settings,
@@ -220,6 +220,10 @@ class EngineHandle:
             lambda m: self.template.render(m, tools, kwargs),
             resolve_for,
         )
+        if opens_for_grammar(profile, settings, kwargs, ids):
+            ids = [*ids, *profile.start_ids]
+            resolved = resolve_for(len(ids))
+        return ids, resolved
 
     @staticmethod
     def extra_args(params: BudgetParams | None, splice_id: int | None) -> dict | None:

@@ -2,7 +2,8 @@
 --num_processes 2` gives the same loss curve as one process with the same global batch, for
 SFT and for GRPO with vLLM rollouts (each process runs its own engine over
 `external_launcher`; rollout seeds follow the global batch index, so both runs sample the
-same rollouts). The shipped demo SFT model is the starting point: it thinks, so the budget
+same rollouts). A GRPO step split into micro-batches (`gradient_accumulation_steps`), in one
+process or two, gives the unsplit curve as well. The shipped demo SFT model is the starting point: it thinks, so the budget
 cuts bite and the GRPO rewards vary within a group."""
 
 from __future__ import annotations
@@ -80,13 +81,33 @@ def test_sft_two_processes_same_curve(data, tmp_path):
     assert_same_curve(one, two, ("loss", "grad_norm"))
 
 
-def test_grpo_vllm_rollouts_two_processes_same_curve(data, tmp_path):
-    common = ["--data", str(data), "--max_steps", "3", "--logging_steps", "1"]
-    common += ["--save_steps", "100", "--num_generations", "4", "--prompts_per_step", "4"]
-    common += ["--budgets.min_budget", "4", "--budgets.max_budget", "40"]
-    common += ["--rollout_engine", "vllm", "--vllm.max_model_len", "512"]
-    common += ["--vllm.kv_cache_memory_bytes", str(64 << 20)]
-    one = train(1, "grpo", tmp_path / "one", *common)
-    two = train(2, "grpo", tmp_path / "two", *common)
+GRPO_FLAGS = ["--max_steps", "3", "--logging_steps", "1", "--save_steps", "100"]
+GRPO_FLAGS += ["--num_generations", "4", "--prompts_per_step", "4"]
+GRPO_FLAGS += ["--budgets.min_budget", "4", "--budgets.max_budget", "40"]
+GRPO_FLAGS += ["--rollout_engine", "vllm", "--vllm.max_model_len", "512"]
+GRPO_FLAGS += ["--vllm.kv_cache_memory_bytes", str(64 << 20)]
+GRPO_KEYS = ("loss", "grad_norm", "reward", "completions/mean_length")
+
+
+@pytest.fixture(scope="module")
+def grpo_one(data, tmp_path_factory) -> list[dict]:
+    """The reference curve: one process, the step's 16 rollouts trained as one batch."""
+    one = train(
+        1, "grpo", tmp_path_factory.mktemp("grpo") / "one", "--data", str(data), *GRPO_FLAGS
+    )
     assert any(r["grad_norm"] > 0 for r in one)  # the curve is not flat zeros
-    assert_same_curve(one, two, ("loss", "grad_norm", "reward", "completions/mean_length"))
+    return one
+
+
+@pytest.mark.parametrize(
+    ("processes", "micro_batches"),
+    [(2, 1), (1, 4), (2, 2)],
+    ids=["2-processes", "1-process-4-micro-batches", "2-processes-2-micro-batches"],
+)
+def test_grpo_vllm_rollouts_same_curve(data, tmp_path, grpo_one, processes, micro_batches):
+    """Split over processes, over micro-batches (gradient accumulation), or both, a step
+    trains on the same rollouts with the same update: loss, gradient norm, reward and
+    length curves equal the unsplit run's within 1e-3."""
+    flags = ["--data", str(data), *GRPO_FLAGS, "--gradient_accumulation_steps", str(micro_batches)]
+    split = train(processes, "grpo", tmp_path / "split", *flags)
+    assert_same_curve(grpo_one, split, GRPO_KEYS)

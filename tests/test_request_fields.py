@@ -127,3 +127,44 @@ def test_priority_and_cache_salt_are_taken_not_ignored(qwen3_server):
     # as vllm serve's); neither is named as an ignored field
     r = raw_chat(qwen3_server, priority=3, cache_salt="tenant-a")
     assert r.status_code == 200 and "x-thinkbudget-ignored-fields" not in r.headers
+
+
+NO_THINKING = {str(THINK): -100}  # a model that would answer without opening thinking
+
+
+@pytest.mark.parametrize("budget", [5, None])
+def test_a_grammar_binds_the_answer_of_a_model_that_would_not_think(qwen3_server, budget):
+    """Qwen3's template leaves opening thinking to the model, and vLLM starts a grammar only
+    after thinking ends: a constrained request's prompt opens thinking, so the answer of a
+    model that would have answered at once (here: `<think>` biased away) is constrained too.
+    Without a budget the random model thinks to max_tokens: then there is no answer at all,
+    never free text."""
+    c = chat(
+        qwen3_server,
+        logit_bias=NO_THINKING,
+        max_tokens=60,
+        thinking_budget=budget,
+        structured_outputs={"choice": ["yes", "no"]},
+    )
+    assert c["message"]["reasoning_content"]  # it thought, from the prompt's opening
+    if budget is not None:
+        assert c["thinking"]["cut"] and c["thinking"]["tokens"] <= budget
+        assert c["message"]["content"] in ("yes", "no"), c
+    else:
+        assert c["message"]["content"] in ("", None, "yes", "no"), c
+
+
+def test_a_required_tool_call_is_made_by_a_model_that_would_not_think(qwen3_server):
+    empty = {"type": "object", "properties": {}, "additionalProperties": False}
+    tool = {"type": "function", "function": {"name": "now", "parameters": empty}}
+    c = chat(
+        qwen3_server,
+        logit_bias=NO_THINKING,
+        max_tokens=200,
+        thinking_budget=3,
+        tools=[tool],
+        tool_choice="required",
+        parallel_tool_calls=False,  # one call: the random model would repeat it to the end
+    )
+    assert c["thinking"]["tokens"] <= 3 and not c["message"]["content"], c
+    assert c["message"]["tool_calls"][0]["function"]["name"] == "now", c

@@ -118,3 +118,22 @@ def test_soft_overlong_matches_trl():
     ours = rewards.soft_overlong([""] * 6, ids, max_completion_length=100, cache=20)
     assert ours == pytest.approx(get_soft_overlong_punishment(100, 20)(ids))
     assert ours == pytest.approx([0.0, 0.0, -0.05, -0.5, -1.0, -1.0])
+
+
+def test_reasoning_gym_records_are_scored_by_reasoning_gyms_scorer():
+    """A reasoning-gym record is scored by the dataset's own `score_answer`, on the answer
+    part, in GRPO's reward and eval's accuracy alike (one function)."""
+    from thinkbudget.train_fusion import gym
+    from thinkbudget.train_fusion.config import ReasoningGymSource
+
+    source = ReasoningGymSource("chain_sum", 4, 3, {"min_terms": 2, "max_terms": 2})
+    recs = gym.records(source)
+    assert len(recs) == 4 and recs == gym.records(source)  # the generator is seeded
+    ds = gym.dataset(source)
+    rec, entry = recs[2], ds[2]
+    assert rec["question"] == entry["question"] and rec["gold"] == str(entry["answer"])
+    right = f"<think>\nadding\n</think>\n\n{entry['answer']}"
+    wrong = f"<think>\n{entry['answer']}\n</think>\n\nno idea"
+    got = rewards.accuracy([right, wrong], gold=[rec["gold"]] * 2, gym=[rec["gym"]] * 2)
+    assert got[0] == 1.0 and got[1] == ds.score_answer(answer="no idea", entry=entry) < 1.0
+    assert rewards.correct([right, wrong], [rec["gold"]] * 2, gym=[rec["gym"]] * 2) == [True, False]

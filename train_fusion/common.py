@@ -153,6 +153,7 @@ def common_args(cfg: Any, staging: Path) -> dict[str, Any]:
         output_dir=str(staging),
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         lr_scheduler_type=cfg.lr_scheduler_type,
         bf16=cfg.bf16,
         use_cpu=not torch.cuda.is_available(),

@@ -79,6 +79,21 @@ class BudgetDistribution:
 
 
 @dataclass
+class ReasoningGymSource:
+    """Questions from a reasoning-gym generator, scored by reasoning-gym's own scorer."""
+
+    dataset: str = option(help="reasoning-gym dataset name, e.g. chain_sum, basic_arithmetic")
+    size: int = option(500, help="questions generated")
+    seed: int = option(0, help="generator seed (held-out questions: another seed)")
+    config: dict = option(default_factory=dict, help="the generator's options (its config)")
+
+
+def check_source(data: str | None, gym: ReasoningGymSource | None) -> None:
+    if (data is None) == (gym is None):
+        raise ValueError("give exactly one of data (JSONL records) or reasoning_gym")
+
+
+@dataclass
 class VLLMRolloutSettings:
     max_model_len: int = option(2048, help="engine context: longest prompt + max_completion_length")
     gpu_memory_utilization: float = option(
@@ -120,6 +135,12 @@ class TrainCommon:
     save_steps: int = option(500, help="checkpoint every N steps (atomic)")
     save_total_limit: int | None = option(2, help="published checkpoints kept")
     seed: int = option(0, help="training and data-order seed")
+    gradient_accumulation_steps: int = option(
+        1,
+        help="micro-batches per optimizer step (gradient accumulation). GRPO: the step's "
+        "rollouts are generated together, then trained in this many equal parts, so a step "
+        "that does not fit in memory is split without changing the update",
+    )
     resume: bool = option(False, help="continue from the last complete checkpoint")
 
 
@@ -134,7 +155,6 @@ class SFTStageConfig(TrainCommon):
     warmup_ratio: float = option(0.03, help="warm-up, as a fraction of the steps")
     weight_decay: float = option(0.0, help="AdamW weight decay")
     per_device_train_batch_size: int = option(16, help="samples per device per step")
-    gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
     max_length: int = option(1024, help="longest sample in tokens")
     dataloader_num_workers: int = option(0, help="data loader worker processes")
 
@@ -142,7 +162,10 @@ class SFTStageConfig(TrainCommon):
 @dataclass(kw_only=True)
 class GRPOStageConfig(TrainCommon):
     model: str = option(help="model folder (or LoRA adapter) to start from")
-    data: str = option(help="JSONL records with `gold` answers")
+    data: str | None = option(None, help="JSONL records with `gold` answers")
+    reasoning_gym: ReasoningGymSource | None = option(
+        None, help="prompts from a reasoning-gym generator instead of data (its scorer rewards)"
+    )
     output_dir: str = option(help="checkpoints, metrics.jsonl and final/")
     budgets: BudgetDistribution = option(
         default_factory=BudgetDistribution, help="thinking condition drawn per group"
@@ -190,6 +213,7 @@ class GRPOStageConfig(TrainCommon):
     save_steps: int = option(50, help="checkpoint every N steps (atomic)")
 
     def __post_init__(self) -> None:
+        check_source(self.data, self.reasoning_gym)
         if self.rollout_engine not in ROLLOUT_ENGINES:
             raise ValueError(f"rollout_engine must be one of {list(ROLLOUT_ENGINES)}")
 
@@ -201,9 +225,12 @@ class ExportConfig:
     dtype: str = option("float32", help="float32 | bfloat16 | float16")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalConfig:
-    data: str = option(help="held-out JSONL records with `gold` answers")
+    data: str | None = option(None, help="held-out JSONL records with `gold` answers")
+    reasoning_gym: ReasoningGymSource | None = option(
+        None, help="held-out questions from a reasoning-gym generator instead of data"
+    )
     output_dir: str = option(help="results.json, results.md and curve.png")
     model: str | None = option(
         None, help="model folder: `thinkbudget eval` serves it for the run (or give base_url)"
@@ -231,6 +258,7 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
+        check_source(self.data, self.reasoning_gym)
         bad = [c for c in self.controls if c not in CONTROLS]
         if bad:
             raise ValueError(f"unknown controls {bad}; known: {list(CONTROLS)}")

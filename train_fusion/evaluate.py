@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from thinkbudget.train_fusion.config import EvalConfig
-from thinkbudget.train_fusion.data import read_jsonl, user_messages
+from thinkbudget.train_fusion.data import user_messages
+from thinkbudget.train_fusion.gym import task_records
 from thinkbudget.train_fusion.rewards import accuracy
 
 
@@ -99,8 +100,9 @@ async def run_condition(client, control, budget, records, cfg) -> dict:
 
     start = time.monotonic()
     outs = await asyncio.gather(*(one(i, rec) for i, rec in enumerate(records)))
-    scores = accuracy([c for c, _ in outs], [r["gold"] for r in records])
-    k, n = int(sum(scores)), len(scores)
+    golds, gym = [r["gold"] for r in records], [r.get("gym", "") for r in records]
+    scores = accuracy([c for c, _ in outs], golds, gym=gym)
+    k, n = sum(s >= 1.0 for s in scores), len(scores)
     lo, hi = wilson(k, n)
     return {
         "control": control,
@@ -147,7 +149,7 @@ def run(cfg: EvalConfig, base_url: str) -> dict:
     """Evaluate every condition against the server at `base_url`, as any client would."""
     import httpx
 
-    records = read_jsonl(cfg.data)[: cfg.n]
+    records = task_records(cfg.data, cfg.reasoning_gym)[: cfg.n]
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}

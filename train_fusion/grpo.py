@@ -21,7 +21,10 @@ server runs per request, so the clamp to `max_completion_length` (less the cut a
 Deviations: one condition per group rather than per rollout, so that the group baseline
 compares rollouts under the same budget (a per-rollout draw would reward budget luck).
 `prompts_per_step` is the global batch: under `accelerate launch` each process rolls out its
-share. The condition of a group and the sampling seed of a vLLM rollout are functions of
+share. Micro-batches: with `gradient_accumulation_steps` k, a step's rollouts are still
+generated (and their advantages computed) at once, then TRL trains them in k equal parts with
+gradient accumulation (its `steps_per_generation` left at k: one generation per optimizer
+step); TRL's losses are normalised per part so that the sum equals the unsplit step's loss. The condition of a group and the sampling seed of a vLLM rollout are functions of
 (seed, step, index in the global batch), so a resumed run, or the same run on another number
 of processes, draws the same conditions (and, with vLLM, the same rollouts).
 
@@ -49,7 +52,8 @@ from thinkbudget.train_fusion.common import (
     train_stage,
 )
 from thinkbudget.train_fusion.config import GRPOStageConfig
-from thinkbudget.train_fusion.data import FusionEncoder, read_jsonl, user_messages
+from thinkbudget.train_fusion.data import FusionEncoder, user_messages
+from thinkbudget.train_fusion.gym import task_records
 from thinkbudget.train_fusion.rollout import forced_mask, make_rollouts, rollout_seed
 
 
@@ -137,14 +141,17 @@ def reward_options(cfg: GRPOStageConfig, name: str) -> dict:
 
 
 def per_device_batch(cfg: GRPOStageConfig, num_processes: int) -> int:
-    """Rollouts per process per step: the global batch split evenly."""
+    """Rollouts per process per micro-batch: the step's rollouts split evenly over the
+    processes, then over `gradient_accumulation_steps` micro-batches."""
     total = cfg.num_generations * cfg.prompts_per_step
-    if total % num_processes:
+    parts = num_processes * cfg.gradient_accumulation_steps
+    if cfg.gradient_accumulation_steps < 1 or total % parts:
         raise ValueError(
             f"num_generations * prompts_per_step = {total} rollouts do not split evenly "
-            f"over {num_processes} processes"
+            f"over {num_processes} processes x {cfg.gradient_accumulation_steps} "
+            "micro-batches (gradient_accumulation_steps)"
         )
-    return total // num_processes
+    return total // parts
 
 
 def make_trainer(cfg: GRPOStageConfig):
@@ -160,11 +167,12 @@ def make_trainer(cfg: GRPOStageConfig):
         spec = replace(profile.spec, budget_prompt=cfg.budget_prompt)
         profile = ThinkingProfile.from_tokenizer(tokenizer, spec)
     processes = PartialState(cpu=not torch.cuda.is_available())  # as the Trainer makes it
-    records = read_jsonl(cfg.data)
+    records = task_records(cfg.data, cfg.reasoning_gym)
     dataset = Dataset.from_dict(
         {
             "prompt": [user_messages(r) for r in records],
             "gold": [r["gold"] for r in records],
+            "gym": [r.get("gym", "") for r in records],  # reasoning-gym's scorer, if set
         }
     )
     names = list(cfg.reward_weights)

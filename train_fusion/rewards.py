@@ -13,7 +13,8 @@ options with `bind`; without a profile the delimiters are Qwen3's.
 - `accuracy`: 1.0 when the answer (what follows thinking; nothing when a thinking rollout
   never ended its thinking) matches `gold`. With a `\\boxed{}`
   answer it uses math-verify; otherwise it compares the last number (or, with no number in
-  `gold`, the whole stripped answer).
+  `gold`, the whole stripped answer). A reasoning-gym record (column `gym`) is scored by
+  reasoning-gym's own scorer instead (in [0, 1]; correct, for the length rewards, at 1.0).
 - `think_format`: a delimiter count, not a free-text judge: 1.0 when the completion has at
   most one start and exactly one end delimiter after it (none at all in `no_think` mode).
 - `kimi_length` (Kimi k1.5): over the rollouts of one prompt, `lam = 0.5 - (n - min) / (max -
@@ -103,19 +104,34 @@ def _ids(completion_ids: list | None, n: int) -> list:
     return list(completion_ids) if completion_ids is not None else [None] * n
 
 
-def correct(completions, gold, completion_ids=None, profile=None, mode=None) -> list[bool]:
+def scores(
+    completions, gold, completion_ids=None, profile=None, mode=None, gym=None
+) -> list[float]:
+    """Each completion's score: reasoning-gym's scorer for a record that names its entry
+    (`gym`, see `train_fusion.gym`), else 1.0 / 0.0 from `is_correct` against `gold`."""
+    from thinkbudget.train_fusion.gym import score
+
     n = len(completions)
     thought = [m != ThinkingMode.DISABLED for m in mode] if mode is not None else [False] * n
-    return [
-        is_correct(answer_part(completion_text(c), i, profile, t), g)
-        for c, g, i, t in zip(completions, gold, _ids(completion_ids, n), thought)
-    ]
+    out = []
+    for c, g, ids, t, where in zip(
+        completions, gold, _ids(completion_ids, n), thought, gym or [""] * n
+    ):
+        answer = answer_part(completion_text(c), ids, profile, t)
+        out.append(score(answer, where) if where else float(is_correct(answer, g)))
+    return out
+
+
+def correct(
+    completions, gold, completion_ids=None, profile=None, mode=None, gym=None
+) -> list[bool]:
+    return [s >= 1.0 for s in scores(completions, gold, completion_ids, profile, mode, gym)]
 
 
 def accuracy(
-    completions, gold, completion_ids=None, profile=None, mode=None, **_: Any
+    completions, gold, completion_ids=None, profile=None, mode=None, gym=None, **_: Any
 ) -> list[float]:
-    return [float(ok) for ok in correct(completions, gold, completion_ids, profile, mode)]
+    return scores(completions, gold, completion_ids, profile, mode, gym)
 
 
 def _delimiters(text: str, ids: list[int] | None, profile: Any) -> tuple[int, int, bool]:
@@ -144,11 +160,11 @@ def think_format(
 
 def kimi_length(
     completions, gold, completion_ids, prompts=None, trainer_state=None, profile=None,
-    mode=None, warmup_steps: int = 0, **_: Any,
+    mode=None, gym=None, warmup_steps: int = 0, **_: Any,
 ) -> list[float]:  # fmt: skip
     if trainer_state is not None and trainer_state.global_step < warmup_steps:
         return [0.0] * len(completions)
-    ok = correct(completions, gold, completion_ids, profile, mode)
+    ok = correct(completions, gold, completion_ids, profile, mode, gym)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts if prompts is not None else [None] * len(completions)):
         groups[repr(p)].append(i)
@@ -165,10 +181,10 @@ def kimi_length(
 
 
 def l1_length(
-    completions, gold, completion_ids, budget, profile=None, mode=None, alpha: float = 3e-4,
-    **_: Any,
+    completions, gold, completion_ids, budget, profile=None, mode=None, gym=None,
+    alpha: float = 3e-4, **_: Any,
 ) -> list[float]:  # fmt: skip
-    ok = correct(completions, gold, completion_ids, profile, mode)
+    ok = correct(completions, gold, completion_ids, profile, mode, gym)
     out = []
     for good, ids, b in zip(ok, completion_ids, budget):
         n = thinking_tokens(list(ids), profile) if profile is not None else len(ids)

@@ -61,7 +61,6 @@ def make_trainer(cfg: SFTStageConfig):
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         max_length=cfg.max_length,
         completion_only_loss=True,
         dataloader_num_workers=cfg.dataloader_num_workers,
