@@ -24,10 +24,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from thinkbudget.serve.budgeting import RequestError
 from thinkbudget.serve.config import ServerConfig
 from thinkbudget.serve.engine import EngineHandle
-from thinkbudget.serve.middleware import AdmissionLimit, BearerAuth, BodyLimit, error_response
+from thinkbudget.serve.frontend_args import cors_settings
+from thinkbudget.serve.middleware import (
+    AdmissionLimit,
+    BearerAuth,
+    BodyLimit,
+    error_response,
+    route_path,
+)
 from thinkbudget.serve.routes import router
 from thinkbudget.serve.sealing import ReasoningSeal
 from thinkbudget.serve.store import ResponseStore
+
+# --disable-fastapi-docs, as vllm serve: no /docs, /redoc, /openapi.json
+NO_DOCS = {"docs_url": None, "redoc_url": None, "openapi_url": None}
 
 log = logging.getLogger("thinkbudget")
 
@@ -45,32 +55,32 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 async def on_validation(request: Request, exc: RequestValidationError):
     message, param = _validation_message(exc)
-    return error_response(400, message, param, request.url.path)
+    return error_response(400, message, param, route_path(request.scope))
 
 
 async def on_request_error(request: Request, exc: RequestError):
-    return error_response(exc.status, exc.message, exc.param, request.url.path)
+    return error_response(exc.status, exc.message, exc.param, route_path(request.scope))
 
 
 async def on_http(request: Request, exc: StarletteHTTPException):
-    return error_response(exc.status_code, str(exc.detail), path=request.url.path)
+    return error_response(exc.status_code, str(exc.detail), path=route_path(request.scope))
 
 
 async def on_client_error(request: Request, exc: Exception):
     """vLLM's own request validation (sampling parameters, grammars): a 400. Registered per
     exception type so that the connection stays open (Starlette's catch-all handler answers,
     then re-raises, and the server closes the connection)."""
-    return error_response(400, str(exc), path=request.url.path)
+    return error_response(400, str(exc), path=route_path(request.scope))
 
 
 async def on_engine_dead(request: Request, exc: Exception):
     message = "the engine has stopped; the server is restarting"
-    return error_response(503, message, path=request.url.path)
+    return error_response(503, message, path=route_path(request.scope))
 
 
 async def on_error(request: Request, exc: Exception):
     log.exception("unhandled error")
-    return error_response(500, "internal error", path=request.url.path)
+    return error_response(500, "internal error", path=route_path(request.scope))
 
 
 async def watch_engine(app: FastAPI, every_s: float = 0.5) -> None:
@@ -97,18 +107,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(config: ServerConfig, loaded: tuple[Any, Any] | None = None) -> FastAPI:
     """`loaded`: the (tokenizer, profile) pair if the caller resolved it already."""
-    app = FastAPI(title="thinkbudget", version="0.1.0", lifespan=lifespan)
+    docs = {} if not config.frontend.get("disable_fastapi_docs") else NO_DOCS
+    root = config.frontend.get("root_path") or ""  # as vLLM: FastAPI's, for a proxy's prefix
+    app = FastAPI(title="thinkbudget", version="0.1.0", lifespan=lifespan, root_path=root, **docs)
     app.state.config, app.state.loaded = config, loaded
     app.state.engine_dead = False  # set by the watchdog; `thinkbudget serve` then exits 1
     app.state.seal = ReasoningSeal(config.reasoning_key, config.model_name)
     app.state.stored = ResponseStore(config.responses_store_size)
-    if config.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=config.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
+    cors = cors_settings(config.frontend)
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(AdmissionLimit, limit=config.max_pending)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.api_key:  # outermost: nothing else runs for an unauthenticated request

@@ -144,8 +144,10 @@ class ServerConfig:
     max_pending: int = option(512, help="generation requests in flight before new ones get a 429")
     max_body_bytes: int = option(4 << 20, help="requests with a larger body get a 413")
     enable_prefix_caching: bool = option(True, help="vLLM prefix caching (splice mode uses it)")
-    cors_origins: list[str] = option(
-        default_factory=list, help="origins allowed by CORS, e.g. [https://a.example]"
+    frontend: dict[str, Any] = option(
+        default_factory=dict,
+        help="vLLM's server flags given (--ssl-certfile, --root-path, --allowed-origins, ...; "
+        "serve.frontend_args says which are acted on; the rest are refused unless default)",
     )
     graceful_shutdown_s: float = option(
         30.0, help="on SIGTERM, how long in-flight requests may run before they are aborted"

@@ -36,6 +36,11 @@ ANTHROPIC_ERROR_TYPES = {
 ANTHROPIC_PREFIX = "/v1/messages"
 
 
+def route_path(scope: dict) -> str:
+    """The path routes match: without the `--root-path` prefix a proxy may have kept."""
+    return scope["path"].removeprefix(scope.get("root_path", ""))
+
+
 def is_anthropic(path: str) -> bool:
     return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
 
@@ -75,12 +80,12 @@ class BearerAuth:
         return ok
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        guarded = scope["type"] == "http" and scope["path"] != "/health"
+        guarded = scope["type"] == "http" and route_path(scope) != "/health"
         if guarded and not self._authorised(scope["headers"]):
             response = error_response(
                 401,
                 "missing or wrong API key (Authorization: Bearer KEY, or x-api-key: KEY)",
-                path=scope["path"],
+                path=route_path(scope),
             )
             await response(scope, receive, send)
             return
@@ -100,7 +105,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         too_big = error_response(
-            413, f"the request body exceeds {self.max_bytes} bytes", path=scope["path"]
+            413, f"the request body exceeds {self.max_bytes} bytes", path=route_path(scope)
         )
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
@@ -141,7 +146,7 @@ class AdmissionLimit:
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
-            or not scope["path"].startswith("/v1/")
+            or not route_path(scope).startswith("/v1/")
         ):
             await self.app(scope, receive, send)
             return

@@ -64,8 +64,10 @@ def build_parser(engine_flags: bool = True) -> argparse.ArgumentParser:
     )
     if engine_flags:
         from thinkbudget.serve.engine_args import add_engine_arguments
+        from thinkbudget.serve.frontend_args import add_frontend_arguments
 
         add_engine_arguments(serve)
+        add_frontend_arguments(serve)
     train = sub.add_parser("train", help="train_fusion stages: init | sft | grpo | export")
     stages = train.add_subparsers(dest="stage", required=True)
     for name, (cls, _) in STAGES.items():
@@ -86,11 +88,13 @@ def config_from(cls: type, ns: argparse.Namespace, command: str, inputs: bool = 
     try:
         if cls is ServerConfig:  # vLLM's engine arguments may be top-level YAML keys
             from thinkbudget.serve.engine_args import check_engine, split_engine_keys
+            from thinkbudget.serve.frontend_args import check_frontend, split_frontend_keys
 
             data = yaml.safe_load(Path(ns.config).read_text()) or {} if ns.config else {}
             given = given_flags(ns, cls) | ({"model": ns.model_tag} if ns.model_tag else {})
-            cfg = build(cls, merge(split_engine_keys(data), given))
+            cfg = build(cls, merge(split_frontend_keys(split_engine_keys(data)), given))
             check_engine(cfg)
+            check_frontend(cfg.frontend)
         else:
             cfg = load(cls, ns.config, given_flags(ns, cls))
     except (ConfigError, ValueError, OSError) as exc:
@@ -114,6 +118,7 @@ def run_serve(config: ServerConfig) -> None:
     from thinkbudget.serve.adapters import load_adapters
     from thinkbudget.serve.app import create_app
     from thinkbudget.serve.engine import load_tokenizer_and_profile
+    from thinkbudget.serve.frontend_args import check_frontend, uvicorn_settings
 
     if config.model is None:
         config.model, name = default_model()
@@ -125,6 +130,11 @@ def run_serve(config: ServerConfig) -> None:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.exit(f"thinkbudget: cannot serve {config.model!r}: {reason}")
     logging.basicConfig(level=config.log_level.upper())
+    quiet = check_frontend(config.frontend)
+    if quiet:
+        logging.getLogger("thinkbudget").info(
+            "vLLM logging flags not acted on (no response changes): %s", ", ".join(quiet)
+        )
     app = create_app(config, loaded)
     # SIGTERM: uvicorn stops accepting, lets in-flight requests finish for up to the grace
     # period, aborts the rest, shuts the engine down (lifespan) and returns. It then re-raises
@@ -135,8 +145,8 @@ def run_serve(config: ServerConfig) -> None:
         app,
         host=config.host,
         port=config.port,
-        log_level=config.log_level,
         timeout_graceful_shutdown=config.graceful_shutdown_s,
+        **uvicorn_settings(config.frontend, config.log_level),
     )
     if app.state.engine_dead:
         sys.exit("thinkbudget: the engine died; exiting so that the server can be restarted")

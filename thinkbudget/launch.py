@@ -34,9 +34,12 @@ class ServerProcess:
         *,
         module: str = "thinkbudget serve",
         startup_s: float = 300,
+        ca_cert: Path | None = None,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # ca_cert: the server speaks TLS (--ssl-certfile) with a certificate this CA signed
+        self.verify: str | bool = str(ca_cert) if ca_cert else True
+        self.url = f"{'https' if ca_cert else 'http'}://127.0.0.1:{self.port}"
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 (closed in stop())
@@ -59,7 +62,8 @@ class ServerProcess:
                     f"server exited with {self.proc.returncode}: see {self.log_path}"
                 )
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                health = httpx.get(self.url + "/health", timeout=1, verify=self.verify)
+                if health.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -71,9 +75,12 @@ class ServerProcess:
             os.killpg(self.proc.pid, sig)
 
     def stop(self) -> int | None:
-        """SIGTERM to the server's process group (graceful shutdown), SIGKILL to whatever of
-        the group is left after 60 s or once the front process has exited."""
-        self._signal_group(signal.SIGTERM)
+        """SIGTERM to the server (graceful shutdown: it drains, then stops its engine), SIGKILL
+        to whatever of its process group is left after 60 s or once it has exited. Only the
+        front process gets the SIGTERM: sent to the whole group, it would stop the engine
+        under requests still draining (the server then exits as if the engine had died)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:

@@ -27,6 +27,7 @@ from thinkbudget.serve.api.common import (
     handle_of,
     max_tokens_of,
     plan,
+    stream_usage,
     structured_settings,
     unless_disconnected,
     with_header,
@@ -134,7 +135,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, respons
     planned = await prepare_chat(request, req)
     gen = h.generation([planned.prep], "chat")
     if req.stream:
-        usage = bool(req.stream_options and req.stream_options.include_usage)
+        usage = stream_usage(req, config)
         chunks = chat_chunks(gen, planned.tools, config.model_name, usage)
         return with_header(sse(chunks), ignored)
     with_header(response, ignored)

@@ -95,3 +95,10 @@ def structured_settings(h: EngineHandle, settings: Any) -> Any:
             "response_format",
         )
     return replace(settings, structured=True)
+
+
+def stream_usage(req: Any, config: ServerConfig) -> bool:
+    """Whether a stream ends with a usage chunk: asked by `stream_options.include_usage`, or
+    forced for every stream by `--enable-force-include-usage` (as vllm serve)."""
+    asked = bool(req.stream_options and req.stream_options.include_usage)
+    return asked or bool(config.frontend.get("enable_force_include_usage"))

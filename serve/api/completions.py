@@ -16,6 +16,7 @@ from thinkbudget.serve.api.common import (
     config_of,
     handle_of,
     plan,
+    stream_usage,
     structured_settings,
     unless_disconnected,
     with_header,
@@ -69,7 +70,7 @@ async def completions(req: CompletionRequest, request: Request, response: Respon
     gen = h.generation(preps, "completions", raw=True)
     echo = [h.tokenizer.decode(p.prompt_ids) if req.echo else "" for p in preps]
     if req.stream:
-        usage = bool(req.stream_options and req.stream_options.include_usage)
+        usage = stream_usage(req, config)
         return with_header(sse(completion_chunks(gen, config.model_name, usage, echo)), ignored)
     with_header(response, ignored)
     return await unless_disconnected(request, completion_response(gen, config.model_name, echo))
