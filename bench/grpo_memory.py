@@ -29,6 +29,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def child(micro_batches: int, data: Path, out: Path, result: Path) -> None:
     cfg = setup_config(SETUP, data, out, "transformers")
     cfg = replace(
         cfg,
-        output_dir=str(out / f"k{micro_batches}"),
+        output_dir=str(out / f"k{micro_batches}-{time.monotonic_ns()}"),  # a fresh run each
         gradient_accumulation_steps=micro_batches,
         max_steps=1,
         logging_steps=1,
@@ -101,7 +102,9 @@ def run_once(micro_batches: int, data: Path, out: Path) -> dict:
     result = out / f"result-{micro_batches}.json"
     cmd = [sys.executable, "-m", "bench.grpo_memory", "--child", str(micro_batches)]
     cmd += ["--data", str(data), "--workdir", str(out), "--result", str(result)]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"run k={micro_batches} failed:\n{done.stderr[-3000:]}")
     return json.loads(result.read_text())
 
 

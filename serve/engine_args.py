@@ -62,12 +62,18 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                 continue
             if target is None:
                 target = parser.add_argument_group(f"vLLM: {group.title}", group.description)
-            long = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
-            action.option_strings += ["--" + s[2:].replace("-", "_") for s in long]
-            if action.metavar is None and action.nargs != 0 and not action.choices:
-                action.metavar = action.dest.upper()
-            action.dest, action.default = f"engine.{action.dest}", argparse.SUPPRESS
-            target._add_action(action)
+            adopt(target, action, "engine")
+
+
+def adopt(target: Any, action: argparse.Action, section: str) -> None:
+    """One of vLLM's options on our parser: vLLM's spelling and an underscore one, its help,
+    type and choices; the value goes to `<section>.<name>`, only when given."""
+    long = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
+    action.option_strings += ["--" + s[2:].replace("-", "_") for s in long]
+    if action.metavar is None and action.nargs != 0 and not action.choices:
+        action.metavar = action.dest.upper()
+    action.dest, action.default = f"{section}.{action.dest}", argparse.SUPPRESS
+    target._add_action(action)
 
 
 def alias_short_flags(parser: argparse.ArgumentParser, action: argparse.Action, taken) -> None:
@@ -82,12 +88,17 @@ def alias_short_flags(parser: argparse.ArgumentParser, action: argparse.Action, 
 def split_engine_keys(data: dict[str, Any]) -> dict[str, Any]:
     """A `vllm serve --config` style YAML: top-level keys that are engine arguments (and not
     ServerConfig fields) move under `engine:`."""
+    return move_keys(data, "engine", engine_fields())
+
+
+def move_keys(data: dict[str, Any], section: str, names: set[str]) -> dict[str, Any]:
+    """Top-level keys among `names` that are not ServerConfig fields, moved under `section`."""
     own = {f.name for f in dataclasses.fields(ServerConfig)}
-    engine_keys = {k for k in data if k not in own and k in engine_fields()}
-    if not engine_keys:
+    keys = {k for k in data if k not in own and k in names}
+    if not keys:
         return data
-    out = {k: v for k, v in data.items() if k not in engine_keys}
-    out["engine"] = {**{k: data[k] for k in engine_keys}, **(data.get("engine") or {})}
+    out = {k: v for k, v in data.items() if k not in keys}
+    out[section] = {**{k: data[k] for k in keys}, **(data.get(section) or {})}
     return out
 
 

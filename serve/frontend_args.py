@@ -24,6 +24,7 @@ import dataclasses
 from typing import Any
 
 from thinkbudget.budget.config import ConfigError
+from thinkbudget.serve.engine_args import adopt, move_keys
 
 UVICORN = {
     "ssl_keyfile": "ssl_keyfile",
@@ -82,28 +83,14 @@ def add_frontend_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for group in source._action_groups:
         for action in group._group_actions:
-            if not action.option_strings or set(action.option_strings) & taken:
-                continue
-            long = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
-            action.option_strings += ["--" + s[2:].replace("-", "_") for s in long]
-            if action.metavar is None and action.nargs != 0 and not action.choices:
-                action.metavar = action.dest.upper()
-            action.dest, action.default = f"frontend.{action.dest}", argparse.SUPPRESS
-            target._add_action(action)
+            if action.option_strings and not set(action.option_strings) & taken:
+                adopt(target, action, "frontend")
 
 
 def split_frontend_keys(data: dict[str, Any]) -> dict[str, Any]:
     """A `vllm serve --config` style YAML: top-level keys that are vLLM server flags (and not
     ServerConfig fields) move under `frontend:`."""
-    from thinkbudget.serve.config import ServerConfig
-
-    own = {f.name for f in dataclasses.fields(ServerConfig)}
-    keys = {k for k in data if k not in own and k in frontend_defaults()}
-    if not keys:
-        return data
-    out = {k: v for k, v in data.items() if k not in keys}
-    out["frontend"] = {**{k: data[k] for k in keys}, **(data.get("frontend") or {})}
-    return out
+    return move_keys(data, "frontend", set(frontend_defaults()))
 
 
 def check_frontend(frontend: dict[str, Any]) -> list[str]:

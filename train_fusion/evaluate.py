@@ -190,6 +190,43 @@ def _budget_label(b: int | None) -> str:
     return "-" if b is None else "unlimited" if b == -1 else str(b)
 
 
+def ratio_ci(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> tuple[float, float, float]:
+    """(k1/n1) / (k2/n2) and its 95% interval (Katz's log method, independent samples)."""
+    if min(k1, k2) == 0:
+        return float("nan"), float("nan"), float("nan")
+    ratio = (k1 / n1) / (k2 / n2)
+    se = math.sqrt(1 / k1 - 1 / n1 + 1 / k2 - 1 / n2)
+    return ratio, ratio * math.exp(-z * se), ratio * math.exp(z * se)
+
+
+def ratios(results: list[dict]) -> list[str]:
+    """Each later model's termination-cut accuracy over the first model's hard cut, per
+    budget both have (the demo's goal: >= 2x the SFT model cut hard at budget 16)."""
+    base = {r["budget"]: r for r in results[0]["rows"] if r["control"] == "hard"}
+    lines = []
+    for res in results[1:]:
+        for r in res["rows"]:
+            b = base.get(r["budget"])
+            if r["control"] != "termination" or b is None or r["budget"] in (0, -1):
+                continue
+            ratio, lo, hi = ratio_ci(r["correct"], r["n"], b["correct"], b["n"])
+            lines.append(
+                f"| {res['label']} | {_budget_label(r['budget'])} | {100 * r['accuracy']:.1f}% | "
+                f"{100 * b['accuracy']:.1f}% | {ratio:.2f}x | {lo:.2f}–{hi:.2f} |"
+            )
+    if not lines:
+        return []
+    head = f"| model (termination cut) | budget | accuracy | {results[0]['label']} hard cut |"
+    return [
+        "",
+        f"Against {results[0]['label']} cut hard (`</think>` only), per budget:",
+        "",
+        head + " ratio | 95% CI (Katz) |",
+        "|---|---:|---:|---:|---:|---|",
+        *lines,
+    ]
+
+
 def markdown(results: list[dict]) -> str:
     lines = [
         "| model | control | budget | accuracy | 95% CI | thinking tokens | answer tokens | cut rate |",
@@ -210,6 +247,7 @@ def markdown(results: list[dict]) -> str:
             f"- {res['label']}: area under the termination curve "
             f"{'-' if a is None else f'{a:.3f}'}, hard cut {'-' if h is None else f'{h:.3f}'}"
         )
+    lines += ratios(results) if len(results) > 1 else []
     return "\n".join(lines) + "\n"
 
 
