@@ -6,6 +6,9 @@ folders; a request whose `model` is an adapter's name runs with that adapter (vL
 `thinking_profile.json`: its termination text, extension text and budget prompt apply to that
 adapter's requests only. Its thinking delimiters must be the base model's (the engine's logits
 processor reads those from the base), else the server refuses to start.
+
+With `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` in the environment (vLLM's switch), adapters
+are also loaded and unloaded at run time (`serve/api/lora.py`), as with `vllm serve`.
 """
 
 from __future__ import annotations
@@ -59,16 +62,22 @@ def adapter_profile(path: str, tokenizer: Any, base: ThinkingProfile | None):
 
 def load_adapters(config: Any, tokenizer: Any, base: ThinkingProfile | None) -> dict:
     """name -> Adapter for `--lora-modules` (a ConfigError names what is wrong)."""
-    from vllm.lora.request import LoRARequest
-
     if not config.lora_modules:
         return {}
     if not config.engine.get("enable_lora"):
         raise ConfigError("--lora-modules needs --enable-lora (as with vllm serve)")
     adapters = {}
     for i, (name, path) in enumerate(parse_modules(config.lora_modules), start=1):
-        if not Path(path).is_dir():
-            raise ConfigError(f"the LoRA adapter folder {path!r} does not exist")
-        profile = adapter_profile(path, tokenizer, base)
-        adapters[name] = Adapter(name, path, LoRARequest(name, i, path), profile)
+        adapters[name] = make_adapter(name, path, i, tokenizer, base)
     return adapters
+
+
+def make_adapter(name: str, path: str, lora_id: int, tokenizer: Any, base: Any) -> Adapter:
+    """An adapter and its vLLM `LoRARequest` (a ConfigError when the folder is missing or
+    its profile's delimiters are not the base model's)."""
+    from vllm.lora.request import LoRARequest
+
+    if not Path(path).is_dir():
+        raise ConfigError(f"the LoRA adapter folder {path!r} does not exist")
+    profile = adapter_profile(path, tokenizer, base)
+    return Adapter(name, path, LoRARequest(name, lora_id, path), profile)

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
-from thinkbudget.serve.api import chat, completions, tokenize
+from thinkbudget.serve.api import chat, completions, lora, tokenize
 from thinkbudget.serve.api.common import config_of, handle_of
 from thinkbudget.serve.api.messages import routes as messages
 from thinkbudget.serve.api.responses import routes as responses
@@ -97,3 +97,5 @@ async def model(model_id: str, request: Request):
 
 for module in (chat, completions, responses, messages, tokenize):
     router.include_router(module.router)
+if lora.enabled():  # vLLM's switch, read at start as vllm serve reads it
+    router.include_router(lora.router)

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow  # a LoRA GRPO run and two servers: about 3 minute
 SMALL = ["--kv-cache-memory-bytes", str(64 << 20), "--max-model-len", "512"]
 SMALL += ["--log-level", "warning"]
 STATED = "Think for {budget} tokens."
+HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,35 @@ def test_adapter_served_over_its_base_answers_as_its_merged_export(adapter, micr
     assert served[0]["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
     assert [c["id"] for c in cards] == ["base", "tuned"]
     assert cards[1]["parent"] == "base" and cards[1]["thinking_profile"]["budget_prompt"] == STATED
+
+
+def test_adapters_load_and_unload_at_run_time(adapter, micro):
+    """With vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING, adapters come and go while serving
+    (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`), their profile with them."""
+    question = json.loads((micro["data"] / "heldout.jsonl").read_text().splitlines()[0])
+    flags = ["--model", str(adapter["base"]), *SMALL, "--enable-lora", "--max-lora-rank", "8"]
+    flags += ["--served-model-name", "base"]
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    log = micro["root"] / "lora-logs" / "runtime.log"
+    with ServerProcess(flags, log, env=env) as srv:
+
+        def post(path: str, **body) -> httpx.Response:
+            return httpx.post(srv.url + path, json=body, timeout=120)
+
+        assert post("/v1/chat/completions", model="tuned", messages=HI).status_code == 404
+        load = {"lora_name": "tuned", "lora_path": str(adapter["final"])}
+        assert post("/v1/load_lora_adapter", **load).status_code == 200
+        assert post("/v1/load_lora_adapter", **load).status_code == 400  # already loaded
+        missing = post("/v1/load_lora_adapter", lora_name="x", lora_path="/nowhere")
+        assert missing.status_code == 404 and "does not exist" in missing.text
+        ids = [c["id"] for c in httpx.get(srv.url + "/v1/models").json()["data"]]
+        assert ids == ["base", "tuned"]
+        tuned = ask(srv, "tuned", question["question"], 4)
+        base = ask(srv, "base", question["question"], 4)
+        assert tuned["choices"][0]["thinking"]["tokens"] <= 4
+        # the adapter's own profile states the budget: its prompt is the longer one
+        assert tuned["usage"]["prompt_tokens"] > base["usage"]["prompt_tokens"]
+        assert post("/v1/unload_lora_adapter", lora_name="tuned").status_code == 200
+        assert post("/v1/unload_lora_adapter", lora_name="tuned").status_code == 404
+        gone = post("/v1/chat/completions", model="tuned", messages=HI)
+        assert gone.status_code == 404

@@ -35,6 +35,7 @@ class ServerProcess:
         module: str = "thinkbudget serve",
         startup_s: float = 300,
         ca_cert: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         # ca_cert: the server speaks TLS (--ssl-certfile) with a certificate this CA signed
@@ -44,7 +45,7 @@ class ServerProcess:
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 (closed in stop())
         cmd = [sys.executable, "-m", *module.split(), "--port", str(self.port), *args]
-        env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1"}
+        env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1", **(env or {})}
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )

@@ -102,7 +102,7 @@ def scoped(h: EngineHandle, settings: Any, messages: list[dict], scope: str):
 
 async def prepare_chat(request: Request, req: ChatCompletionRequest) -> Planned:
     h, config = handle_of(request), config_of(request)
-    check_model(config, req.model)
+    check_model(request, req.model)
     tools = plan_tools(req, config, h.tokenizer)
     settings, enable = plan(request, req, req.reasoning_effort, req.chat_template_kwargs)
     if tools.structured is not None:

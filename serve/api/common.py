@@ -26,15 +26,10 @@ def config_of(request: Request) -> ServerConfig:
     return request.app.state.config
 
 
-def served_names(config: ServerConfig) -> list[str]:
-    """The base model's name, then its LoRA adapters' (`--lora-modules`)."""
-    from thinkbudget.serve.adapters import parse_modules
-
-    return [config.model_name, *(name for name, _ in parse_modules(config.lora_modules))]
-
-
-def check_model(config: ServerConfig, model: str | None) -> None:
-    names = served_names(config)
+def check_model(request: Request, model: str | None) -> None:
+    """A 404 unless `model` is the base model's name or a LoRA adapter's."""
+    config, h = config_of(request), handle_of(request)
+    names = [config.model_name, *h.adapters]
     if model is not None and model not in names:
         raise RequestError(
             f"the model {model!r} does not exist; this server serves {', '.join(map(repr, names))}",

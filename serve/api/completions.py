@@ -43,7 +43,7 @@ def prompts_of(req: CompletionRequest) -> list[str | list[int]]:
 async def completions(req: CompletionRequest, request: Request, response: Response):
     h, config = handle_of(request), config_of(request)
     ignored = ignored_fields(req)
-    check_model(config, req.model)
+    check_model(request, req.model)
     settings, _ = plan(request, req)
     structured = answer_constraint(req)
     if structured is not None:

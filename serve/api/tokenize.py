@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from thinkbudget.serve.api.chat import chat_messages, template_kwargs
-from thinkbudget.serve.api.common import check_model, config_of, handle_of
+from thinkbudget.serve.api.common import check_model, handle_of
 from thinkbudget.serve.budgeting import RequestError
 from thinkbudget.serve.protocol import ChatCompletionRequest, ChatMessage, Tool
 
@@ -81,7 +81,7 @@ def render_chat(h: Any, body: TokenizeRequest) -> list[int]:
 @router.post("/tokenize", response_model=TokenizeResponse)
 async def tokenize(body: TokenizeRequest, request: Request):
     h = handle_of(request)
-    check_model(config_of(request), body.model)
+    check_model(request, body.model)
     if body.prompt is not None:
         special = body.add_special_tokens is not False
         ids = await asyncio.to_thread(h.encode, body.prompt, special)
@@ -96,7 +96,7 @@ async def tokenize(body: TokenizeRequest, request: Request):
 @router.post("/detokenize", response_model=DetokenizeResponse)
 async def detokenize(body: DetokenizeRequest, request: Request):
     h = handle_of(request)
-    check_model(config_of(request), body.model)
+    check_model(request, body.model)
     if any(not 0 <= t < h.vocab_size for t in body.tokens):
         raise RequestError(f"token ids must be in [0, {h.vocab_size})", "tokens")
     return DetokenizeResponse(prompt=await asyncio.to_thread(h.tokenizer.decode, body.tokens))
