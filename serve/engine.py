@@ -255,7 +255,14 @@ class EngineHandle:
                 answer_reserve=self.config.answer_reserve,
             )
         except BudgetError as exc:
-            raise RequestError(exc.message, exc.param) from None
+            capped = self.max_tokens_cap is not None and max_tokens == self.max_tokens_cap
+            note = (
+                f" (this server caps max_tokens at {self.max_tokens_cap}: its generation "
+                "config's max_new_tokens, --override-generation-config)"
+                if capped
+                else ""
+            )
+            raise RequestError(exc.message + note, exc.param) from None
 
     def splice_id(self, req: Any, params: BudgetParams | None) -> int | None:
         """The stop token a cut is spliced at (`--cut-mode splice`, a finite budget)."""

@@ -31,7 +31,7 @@ def agent_server():
         qwen3_model(),
         *["--served-model-name", "qwen3-random", "--max-model-len", "32768"],
         *["--hf-overrides", '{"max_position_embeddings": 32768}'],
-        *["--override-generation-config", '{"max_new_tokens": 48}'],
+        *["--override-generation-config", '{"max_new_tokens": 128}'],
         *["--default-thinking-budget", "8"],
         kv_bytes=256 << 20,
     )
