@@ -107,10 +107,15 @@ def plan_thinking(
     default_budget: int | None,
     reasoning_effort: str | None = None,
     template_kwargs: Mapping | None = None,
+    default_enable: bool | None = None,
 ) -> tuple[ThinkingSettings, bool | None]:
-    """(the settings to resolve, the `enable_thinking` to pass to the chat template)."""
+    """(the settings to resolve, the `enable_thinking` to pass to the chat template).
+    `default_enable`: the server's default `enable_thinking` (`--default-chat-template-kwargs`),
+    for a request that names no switch, budget or effort (a budget asks for thinking)."""
     has_budget, budget = _requested_budget(req, max_model_len)
     enable = _enable_switch(req, template_kwargs)
+    if enable is None and not has_budget and reasoning_effort is None:
+        enable = default_enable
     extras = {
         "thinking_cut_window": req.thinking_cut_window,
         "min_thinking_tokens": req.min_thinking_tokens,

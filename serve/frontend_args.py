@@ -7,7 +7,7 @@ has no flag of its own for (`--host`, `--port`, `--api-key`, `--chat-template`,
 values land in `ServerConfig.frontend`. `check_frontend` sorts what was given:
 - `ACTED`: thinkbudget does what `vllm serve` does with it (TLS; the root path, FastAPI's as
   vLLM sets it; uvicorn's log level, access log and h11 limit; CORS; usage forced into
-  streams; API docs off);
+  streams; API docs off; default chat-template arguments under each request's);
 - `QUIET`: only vLLM's own request logging or load tracking, which changes no response:
   accepted, and named in the start-up log as not acted on;
 - anything else with a value other than vLLM's default is refused at start with one line
@@ -48,6 +48,7 @@ ACTED = {
     "disable_uvicorn_access_log",
     "enable_force_include_usage",
     "disable_fastapi_docs",
+    "default_chat_template_kwargs",
 }
 QUIET = {
     "max_log_len",

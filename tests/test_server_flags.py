@@ -66,7 +66,6 @@ def test_acted_on_server_flags_reach_uvicorn_and_cors():
         ("--tool-server", "demo"),
         ("--response-role", "bot"),
         ("--return-tokens-as-token-ids",),
-        ("--default-chat-template-kwargs", '{"enable_thinking": false}'),
         ("--enable-request-id-headers",),
     ],
 )
@@ -74,6 +73,38 @@ def test_server_flags_not_served_are_refused_by_name(flags):
     with pytest.raises(SystemExit) as exc:
         config_of(*flags)
     assert flags[0] in str(exc.value.code) and "does not serve" in str(exc.value.code)
+
+
+def test_default_chat_template_kwargs_sit_under_each_request(tokenizer):
+    """`--default-chat-template-kwargs '{"enable_thinking": false}'` (a common Qwen3 set-up):
+    a request that says nothing does not think; one that asks a budget, an effort or
+    `enable_thinking` gets what it asks; other defaults reach the template under the
+    request's own."""
+    from thinkbudget.budget.profile import ThinkingProfile
+    from thinkbudget.budget.resolve import ThinkingMode
+    from thinkbudget.serve.api.chat import template_kwargs
+    from thinkbudget.serve.budgeting import plan_thinking
+    from thinkbudget.serve.protocol import ChatCompletionRequest
+
+    defaults = {"enable_thinking": False, "style": "terse"}
+    profile = ThinkingProfile.from_tokenizer(tokenizer)
+
+    def planned(**fields):
+        req = ChatCompletionRequest(messages=[{"role": "user", "content": "hi"}], **fields)
+        settings, enable = plan_thinking(
+            req, profile, max_model_len=1024, effort_budgets={"low": 5}, default_budget=None,
+            reasoning_effort=req.reasoning_effort, template_kwargs=req.chat_template_kwargs,
+            default_enable=defaults["enable_thinking"],
+        )  # fmt: skip
+        return settings.mode, template_kwargs(req, enable, defaults)
+
+    mode, kwargs = planned()
+    assert mode is ThinkingMode.DISABLED and kwargs == {"enable_thinking": False, "style": "terse"}
+    mode, kwargs = planned(thinking_budget=10)
+    assert mode is ThinkingMode.BUDGET and "enable_thinking" not in kwargs
+    assert planned(reasoning_effort="low")[0] is ThinkingMode.BUDGET
+    mode, kwargs = planned(chat_template_kwargs={"enable_thinking": True, "style": "long"})
+    assert mode is ThinkingMode.UNLIMITED and kwargs == {"enable_thinking": True, "style": "long"}
 
 
 def test_default_values_and_yaml_keys_are_accepted(tmp_path):

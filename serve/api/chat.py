@@ -24,6 +24,7 @@ from thinkbudget.serve.answer import collect, parts
 from thinkbudget.serve.api.common import (
     check_model,
     config_of,
+    default_template_kwargs,
     handle_of,
     max_tokens_of,
     plan,
@@ -63,8 +64,14 @@ class Planned:
     messages: list[dict]  # as the template saw them (reasoning of the history included)
 
 
-def template_kwargs(req: ChatCompletionRequest, enable: bool | None) -> dict[str, Any]:
-    kwargs = dict(req.chat_template_kwargs or {})
+def template_kwargs(
+    req: ChatCompletionRequest, enable: bool | None, defaults: dict | None = None
+) -> dict[str, Any]:
+    """The chat template's keyword arguments: the server's defaults, the request's over them,
+    then what the request's own fields set. `enable_thinking` is the thinking plan's
+    (`enable`), which has weighed the server's default against the request's budget."""
+    base = {k: v for k, v in (defaults or {}).items() if k != "enable_thinking"}
+    kwargs = {**base, **(req.chat_template_kwargs or {})}
     for name in ("add_generation_prompt", "continue_final_message", "tools", "tokenize"):
         kwargs.pop(name, None)  # set from the request's own fields
     if enable is not None:
@@ -116,7 +123,7 @@ async def prepare_chat(request: Request, req: ChatCompletionRequest) -> Planned:
     tool_dicts = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
     prep = await h.prepare(
         prompt_ids=None,
-        chat=(messages, tool_dicts, template_kwargs(req, enable)),
+        chat=(messages, tool_dicts, template_kwargs(req, enable, default_template_kwargs(config))),
         settings=settings,
         req=req,
         max_tokens=max_tokens_of(req.max_tokens, req.max_completion_tokens),

@@ -48,7 +48,13 @@ def plan(request: Request, req: Any, effort: str | None = None, kwargs: dict | N
         default_budget=config.default_budget,
         reasoning_effort=effort,
         template_kwargs=kwargs,
+        default_enable=default_template_kwargs(config).get("enable_thinking"),
     )
+
+
+def default_template_kwargs(config: ServerConfig) -> dict:
+    """`--default-chat-template-kwargs` (vLLM's flag): under every request's own."""
+    return config.frontend.get("default_chat_template_kwargs") or {}
 
 
 def max_tokens_of(max_tokens: int | None, max_completion_tokens: int | None) -> int | None:
