@@ -284,7 +284,10 @@ def grpo_memory() -> str:
         "high-water mark over one optimizer step (generation, scoring, the k forward/backward "
         "passes), reset at the step's start; growth = peak less the resident set at the "
         "step's start. Medians over interleaved runs (fresh process each), 95% bootstrap "
-        "intervals in brackets.\n\n"
+        "intervals in brackets. The step time is no speed figure: other jobs shared the CPU "
+        "during most runs. Random weights earn no reward, so loss and gradient are about 0 "
+        "(the backward pass still runs and spends its memory); equal values across k are "
+        "expected, the 1e-3 equality itself is `tests/test_multiprocess.py`'s.\n\n"
         "| micro-batches k | rollouts per pass | step peak GiB | growth GiB | peak / unsplit | "
         "step s | loss | grad norm |\n|---|---|---|---|---|---|---|---|\n"
     )

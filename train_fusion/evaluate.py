@@ -299,8 +299,12 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def report(results: list[dict], out: Path) -> None:
+    """results.md (with OUTPUT/notes.md appended when there is one: what the numbers do not
+    say, e.g. the attempts behind a goal) and curve.png."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(markdown(results))
+    notes = out / "notes.md"
+    extra = "\n" + notes.read_text() if notes.is_file() else ""
+    (out / "results.md").write_text(markdown(results) + extra)
     plot(results, out / "curve.png")
 
 
