@@ -132,7 +132,7 @@ def test_priority_and_cache_salt_are_taken_not_ignored(qwen3_server):
 NO_THINKING = {str(THINK): -100}  # a model that would answer without opening thinking
 
 
-@pytest.mark.parametrize("budget", [5, None])
+@pytest.mark.parametrize("budget", [5, pytest.param(None, marks=pytest.mark.slow)])
 def test_a_grammar_binds_the_answer_of_a_model_that_would_not_think(qwen3_server, budget):
     """Qwen3's template leaves opening thinking to the model, and vLLM starts a grammar only
     after thinking ends: a constrained request's prompt opens thinking, so the answer of a
@@ -154,6 +154,7 @@ def test_a_grammar_binds_the_answer_of_a_model_that_would_not_think(qwen3_server
         assert c["message"]["content"] in ("", None, "yes", "no"), c
 
 
+@pytest.mark.slow
 def test_a_required_tool_call_is_made_by_a_model_that_would_not_think(qwen3_server):
     empty = {"type": "object", "properties": {}, "additionalProperties": False}
     tool = {"type": "function", "function": {"name": "now", "parameters": empty}}

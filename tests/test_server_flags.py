@@ -6,6 +6,7 @@ with TLS, a root path, forced usage, CORS and the docs off does what those flags
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 from pathlib import Path
@@ -21,8 +22,13 @@ from thinkbudget.serve.config import ServerConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
+def parser():
+    return build_parser()  # adopts vLLM's flags: a few seconds, built once here
+
+
 def config_of(*argv: str) -> ServerConfig:
-    return config_from(ServerConfig, build_parser().parse_args(["serve", *argv]), "serve", False)
+    return config_from(ServerConfig, parser().parse_args(["serve", *argv]), "serve", False)
 
 
 def test_every_vllm_server_flag_is_a_serve_flag():
@@ -31,7 +37,7 @@ def test_every_vllm_server_flag_is_a_serve_flag():
 
     theirs = set(FrontendArgs.add_cli_args(FlexibleArgumentParser())._option_string_actions)
     theirs -= {"-h", "--help"}
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    serve = parser()._subparsers._group_actions[0].choices["serve"]
     assert len(theirs) > 60 and theirs <= set(serve._option_string_actions)
 
 
