@@ -7,7 +7,7 @@ MODEL   ?=
 ARGS    ?=
 BIN     := $(VENV)/bin
 
-.PHONY: install lint serve test test-slow demo demo-eval demo-budget clean
+.PHONY: install lint serve test test-slow demo demo-eval demo-budget demo-kimi clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -67,6 +67,15 @@ demo-budget: install
 	$(TRAIN) grpo   --config $(DEMO)/grpo-budget.yaml
 	$(call VALIDATE,grpo-budget)
 	$(TRAIN) export --config $(DEMO)/export-budget.yaml
+
+# An attempt at the budget-16 goal: GRPO with Kimi k1.5's length reward, from the SFT model;
+# its length chosen on the validation split (export-kimi.yaml), evaluated apart (notes.md).
+demo-kimi: install
+	$(BIN)/python -m thinkbudget.train_fusion.task data/demo
+	$(TRAIN) grpo   --config $(DEMO)/grpo-kimi.yaml
+	$(call VALIDATE,grpo-kimi)
+	$(TRAIN) export --config $(DEMO)/export-kimi.yaml
+	$(BIN)/thinkbudget eval --config $(DEMO)/eval-kimi.yaml
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .hypothesis
