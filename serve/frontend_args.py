@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from typing import Any
 
 from thinkbudget.budget.config import ConfigError
@@ -59,6 +60,7 @@ QUIET = {
 }
 
 
+@functools.cache
 def frontend_defaults() -> dict[str, Any]:
     from vllm.entrypoints.launchers.cli_args import FrontendArgs
 

@@ -12,6 +12,7 @@ later generation. Responses are vLLM's: plain text on success; errors in OpenAI'
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -55,14 +56,17 @@ async def load_lora_adapter(body: LoadLoRAAdapter, request: Request):
         raise RequestError(
             f"The lora adapter '{body.lora_name}' has already been loaded.", "lora_name"
         )
+    if not Path(body.lora_path).is_dir():
+        raise RequestError(
+            f"the LoRA adapter folder {body.lora_path!r} does not exist", "lora_path", status=404
+        )
     lora_id = max((a.request.lora_int_id for a in h.adapters.values()), default=0) + 1
     try:
         adapter = await asyncio.to_thread(
             make_adapter, body.lora_name, body.lora_path, lora_id, h.tokenizer, h.profile
         )
-    except ConfigError as exc:
-        status = 404 if "does not exist" in str(exc) else 400
-        raise RequestError(str(exc), "lora_path", status=status) from None
+    except ConfigError as exc:  # its profile's delimiters are not the base model's
+        raise RequestError(str(exc), "lora_path") from None
     try:
         await h.engine.add_lora(adapter.request)
     except Exception as exc:  # vLLM's own check of the weights (rank, modules, ...)
