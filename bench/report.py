@@ -12,6 +12,8 @@ import json
 import statistics
 from pathlib import Path
 
+from bench.report_agents import agents
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
@@ -305,6 +307,7 @@ def grpo_memory() -> str:
 def main() -> None:
     notes = ROOT / "docs" / "benchmarks-notes.md"
     parts = [INTRO, exactness(), overhead(), two_call(), http(), train_rollouts(), grpo_memory()]
+    parts.append(agents())
     if notes.is_file():
         parts.append(notes.read_text())
     OUT.parent.mkdir(parents=True, exist_ok=True)

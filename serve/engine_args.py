@@ -11,8 +11,8 @@ arguments thinkbudget sets itself are refused with the flag to use instead (`OWN
 in `serve.config`). `engine_args` builds the `AsyncEngineArgs` the server starts vLLM with,
 `build_engine` the engine itself.
 
-Deviation from `vllm serve`: vLLM's dotted JSON spelling (`--speculative-config.method ngram`)
-is not parsed; give the JSON (`--speculative-config '{"method": "ngram"}'`) or YAML instead.
+vLLM's dotted JSON spelling (`--speculative-config.method ngram --speculative-config.num_speculative_tokens 3`)
+is turned into the JSON flag by vLLM's own parser code (`expand_dotted`), as `vllm serve` does.
 """
 
 from __future__ import annotations
@@ -41,6 +41,28 @@ def vllm_engine_parser() -> argparse.ArgumentParser:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     return AsyncEngineArgs.add_cli_args(FlexibleArgumentParser(add_help=False))
+
+
+def expand_dotted(args: list[str]) -> list[str]:
+    """`serve` arguments with vLLM's dotted spelling (`--hf-overrides.max_position_embeddings
+    8192`, `--speculative-config.method ngram`) merged into one JSON value per flag, by
+    `FlexibleArgumentParser.parse_args` itself (its argument rewriting, then this module's
+    parser instead of argparse's parsing). Our own `--config FILE.yaml` stays ours."""
+    if not any(a.startswith("--") and "." in a.split("=", 1)[0] for a in args):
+        return args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    class Rewritten(argparse.ArgumentParser):
+        def parse_args(self, args=None, namespace=None):  # what vLLM would parse
+            return args
+
+    class Dotted(FlexibleArgumentParser, Rewritten):
+        pass
+
+    at = next((i for i, a in enumerate(args) if a == "--config"), None)
+    held = args[at : at + 2] if at is not None else []
+    rest = args[:at] + args[at + 2 :] if at is not None else args
+    return [*Dotted(add_help=False).parse_args(rest), *held]
 
 
 def engine_fields() -> set[str]:
@@ -132,6 +154,9 @@ def engine_args(config: ServerConfig, owned: dict[str, Any]):
         "enable_prefix_caching": config.enable_prefix_caching,
         "speculative_config": config.speculative_config,
         "disable_log_stats": False,  # vLLM's own `vllm:` series on /metrics, as vllm serve's
+        # waiting requests by (priority, arrival): a cut's continuation keeps its request's
+        # place (serve.generation.submit); with equal priorities, first come first served
+        "scheduling_policy": "priority",
         **given,
         **owned,
         "additional_config": additional,

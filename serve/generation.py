@@ -98,6 +98,7 @@ class Generation:
         ]
         self.trackers = [c.tracker for c in self.choices]
         self.arrival = time.monotonic()
+        self.arrival_time = time.time()  # the engine's clock: every engine request of it
         self.first_token: float | None = None
         self.first_answer: float | None = None
 
@@ -147,13 +148,15 @@ class Generation:
         }
 
     def submit(self, prompt_ids: list[int], kwargs: dict, request_id: str, prep: Prepared):
-        """One engine request with the choice's scheduling priority and cache salt."""
+        """One engine request with the choice's scheduling priority and cache salt, arrived
+        when the HTTP request did: under priority scheduling (thinkbudget's default) vLLM
+        orders waiting requests by (priority, arrival), so the continuation after a cut, or
+        a later phase, keeps the request's place ahead of requests that came after it."""
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
+        from vllm.inputs.engine import tokens_input
 
-        prompt = TokensPrompt(prompt_token_ids=prompt_ids)
-        if prep.cache_salt is not None:
-            prompt["cache_salt"] = prep.cache_salt
+        prompt = tokens_input(prompt_ids, cache_salt=prep.cache_salt)
+        prompt["arrival_time"] = self.arrival_time
         return self.handle.engine.generate(
             prompt,
             SamplingParams(**kwargs),

@@ -23,13 +23,13 @@ from thinkbudget.budget.state import BudgetParams, BudgetState, Kind
 
 
 class Segment:
-    """Incremental text of one stream of tokens: leading whitespace dropped, stop strings."""
+    """Incremental text of one stream of tokens, with stop strings. Whitespace is text: a
+    reply that starts with a newline streams it at once, as vLLM's server does."""
 
-    def __init__(self, tokenizer: Any, stop: Sequence[str] = (), strip_leading: bool = True):
+    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()):
         self._tokenizer = tokenizer
         self._backend = tokenizer.backend_tokenizer
         self._stream = DecodeStream(skip_special_tokens=True)
-        self._strip = strip_leading
         self._stop = [s for s in stop if s]
         self._hold = max((len(s) for s in self._stop), default=1) - 1
         self._pending = ""
@@ -48,11 +48,6 @@ class Segment:
         return self._text(piece)
 
     def _text(self, piece: str) -> str:
-        if self._strip:
-            piece = piece.lstrip()
-            if not piece:
-                return ""
-            self._strip = False
         if not self._stop:
             return piece
         buf = self._pending + piece
@@ -118,7 +113,7 @@ class ChoiceTracker:
         )
         self.raw = raw
         self.reasoning = Segment(tokenizer)
-        self.content = Segment(tokenizer, stop, strip_leading=not raw)
+        self.content = Segment(tokenizer, stop)
         self.completion_tokens = 0
         self.reasoning_tokens = 0
         self.finish_reason: str | None = None

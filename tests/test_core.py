@@ -186,3 +186,20 @@ def test_stream_chunk_json_is_the_pydantic_models_json(delta):
     head = {"id": "chatcmpl-1", "created": 1700000000, "model": "m"}
     choice = ChunkChoice(index=2, delta=DeltaMessage(**delta))
     assert _chunk(head, 2, **delta) == _data(ChatCompletionChunk(**head, choices=[choice]))
+
+
+def test_tracker_streams_leading_whitespace_as_vllm(profile, tokenizer):
+    """A reply that starts with a newline streams it at once, in the reasoning and in the
+    answer (vLLM's server does; dropping it held back a whitespace-heavy reply's first text)."""
+    from thinkbudget.serve.tracker import ChoiceTracker
+
+    enc = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    prompt = enc("hi") + list(profile.start_ids)
+    params = BudgetParams(None, cut_ids=profile.termination_ids)
+    tracker = ChoiceTracker(tokenizer, profile, params, prompt)
+    first = tracker.feed(enc("\n"))
+    assert first[0] == "\n" and first[1] == ""
+    rest = tracker.feed(enc("Add.") + list(profile.end_ids) + enc("\n\nIt is 5."))
+    tail = tracker.finish("stop")
+    assert first[0] + rest[0] + tail[0] == "\nAdd."
+    assert rest[1] + tail[1] == "\n\nIt is 5."

@@ -100,3 +100,17 @@ def test_a_refused_flag_is_one_line_from_the_cli():
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "--reasoning-parser is not taken" in r.stderr and "--thinking-profile" in r.stderr
+
+
+def test_dotted_json_flags_as_vllm_serve_takes_them():
+    """`--speculative-config.method ngram` and friends merge into one JSON value per flag
+    (vLLM's own rewriting), ours and vLLM's alike; `--config` stays thinkbudget's."""
+    ns = build_parser().parse_args(
+        ["serve", "--model", "m", "--speculative-config.method", "ngram"]
+        + ["--speculative-config.num_speculative_tokens", "3", "--max_num_seqs", "4"]
+        + ["--hf-overrides.max_position_embeddings=8192", "--thinking_budget_scope", "turn"]
+    )
+    config = config_from(ServerConfig, ns, "serve", inputs=False)
+    assert config.speculative_config == {"method": "ngram", "num_speculative_tokens": 3}
+    assert config.engine["hf_overrides"] == {"max_position_embeddings": 8192}
+    assert config.engine["max_num_seqs"] == 4 and config.thinking_budget_scope == "turn"

@@ -187,3 +187,26 @@ def test_a_server_with_tls_root_path_usage_cors_and_no_docs(tiny_model, tmp_path
         assert chunks[-1]["usage"]["completion_tokens"] >= 1
         # the one flag given that changes nothing is named at start (log level info)
     assert "max_log_len" in log.read_text()
+
+
+def test_tokenize_renders_with_the_default_chat_template_kwargs():
+    """`/tokenize` with `messages` counts the prompt the chat endpoint sends: the server's
+    default template arguments under the request's own (Qwen3 template: `enable_thinking:
+    false` closes thinking in the prompt)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from harness.fixtures import qwen3_model
+    from thinkbudget.serve.api.tokenize import TokenizeRequest, render_chat
+    from thinkbudget.serve.templating import SafeTemplate
+
+    tok = AutoTokenizer.from_pretrained(qwen3_model())
+    h = SimpleNamespace(template=SafeTemplate(tok))
+    messages = [{"role": "user", "content": "hi"}]
+    text = lambda body, defaults: tok.decode(render_chat(h, body, defaults))  # noqa: E731
+    plain = TokenizeRequest(messages=messages)
+    assert "</think>" not in text(plain, {})
+    assert text(plain, {"enable_thinking": False}).endswith("<think>\n\n</think>\n\n")
+    asked = TokenizeRequest(messages=messages, chat_template_kwargs={"enable_thinking": True})
+    assert "</think>" not in text(asked, {"enable_thinking": False})

@@ -54,9 +54,21 @@ def _subparser(sub: Any, name: str, cls: type, help_text: str) -> argparse.Argum
     return p
 
 
+class Parser(argparse.ArgumentParser):
+    """`serve` takes vLLM's dotted JSON spelling of its flags, as `vllm serve` does."""
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        if args[:1] == ["serve"]:
+            from thinkbudget.serve.engine_args import expand_dotted
+
+            args = ["serve", *expand_dotted(args[1:])]
+        return super().parse_args(args, namespace)
+
+
 def build_parser(engine_flags: bool = True) -> argparse.ArgumentParser:
     """`engine_flags`: give `serve` vLLM's engine flags (imports vLLM: only when serving)."""
-    parser = argparse.ArgumentParser(prog="thinkbudget", description="thinking budgets for LLMs")
+    parser = Parser(prog="thinkbudget", description="thinking budgets for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = _subparser(sub, "serve", ServerConfig, "start the OpenAI-compatible server")
     serve.add_argument(

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from thinkbudget.serve.api.chat import chat_messages, template_kwargs
-from thinkbudget.serve.api.common import check_model, handle_of
+from thinkbudget.serve.api.common import check_model, config_of, default_template_kwargs, handle_of
 from thinkbudget.serve.budgeting import RequestError
 from thinkbudget.serve.protocol import ChatCompletionRequest, ChatMessage, Tool
 
@@ -66,7 +66,9 @@ class DetokenizeResponse(BaseModel):
     prompt: str = Field(description="the text of the tokens")
 
 
-def render_chat(h: Any, body: TokenizeRequest) -> list[int]:
+def render_chat(h: Any, body: TokenizeRequest, defaults: dict) -> list[int]:
+    """The chat request's prompt ids, as the chat endpoint renders them without a budget:
+    `--default-chat-template-kwargs` under the request's own template arguments."""
     chat = ChatCompletionRequest(
         messages=body.messages,
         tools=body.tools,
@@ -75,7 +77,9 @@ def render_chat(h: Any, body: TokenizeRequest) -> list[int]:
         continue_final_message=body.continue_final_message,
     )
     tools = [t.model_dump(exclude_none=True) for t in chat.tools] if chat.tools else None
-    return h.template.render(chat_messages(chat), tools, template_kwargs(chat, None))
+    enable = (body.chat_template_kwargs or {}).get("enable_thinking")
+    enable = defaults.get("enable_thinking") if enable is None else enable
+    return h.template.render(chat_messages(chat), tools, template_kwargs(chat, enable, defaults))
 
 
 @router.post("/tokenize", response_model=TokenizeResponse)
@@ -86,7 +90,8 @@ async def tokenize(body: TokenizeRequest, request: Request):
         special = body.add_special_tokens is not False
         ids = await asyncio.to_thread(h.encode, body.prompt, special)
     else:
-        ids = await asyncio.to_thread(render_chat, h, body)
+        defaults = default_template_kwargs(config_of(request))
+        ids = await asyncio.to_thread(render_chat, h, body, defaults)
     strs = h.tokenizer.convert_ids_to_tokens(ids) if body.return_token_strs else None
     return TokenizeResponse(
         count=len(ids), max_model_len=h.max_model_len, tokens=ids, token_strs=strs
