@@ -218,31 +218,16 @@ def start_servers(args) -> tuple[dict, dict]:
     """Both servers on the thinking-only Qwen3 fixture, tools on, room for a 4-step turn."""
     from transformers import AutoTokenizer
 
+    from bench.servers import server_pair, vllm_qwen3_budget_args
     from harness.fixtures import qwen3_thinking_model
-    from thinkbudget.budget.profile import QWEN3_TERMINATION
-    from thinkbudget.launch import ServerProcess
 
     model = qwen3_thinking_model()
     engine = ["--model", str(model), "--served-model-name", "qwen3", "--max-model-len"]
     engine += [str(args.max_model_len), "--kv-cache-memory-bytes", str(args.kv_bytes)]
     engine += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--hf-overrides"]
     engine.append(json.dumps({"max_position_embeddings": args.max_model_len}))  # fixture: 4096
-    reasoning = {"reasoning_start_str": "<think>"}
-    reasoning["reasoning_end_str"] = QWEN3_TERMINATION + "</think>\n\n"
-    vllm_extra = ["--reasoning-parser", "qwen3", "--reasoning-config", json.dumps(reasoning)]
-    logs = ROOT / ".cache" / "logs"
-    servers = {
-        "thinkbudget": ServerProcess(engine + ["--log-level", "warning"], logs / "agents-ours.log")
-    }
-    try:
-        servers["vllm"] = ServerProcess(
-            [*engine, *vllm_extra, "--uvicorn-log-level", "warning"],
-            logs / "agents-vllm.log",
-            module="vllm.entrypoints.openai.api_server",
-        )
-    except BaseException:
-        servers["thinkbudget"].stop()
-        raise
+    ours = args.ours_args.split()
+    servers = server_pair(engine, ours, vllm_qwen3_budget_args(), "agents")
     tok = AutoTokenizer.from_pretrained(model)
     system = system_prompt(tok, args.prefix_tokens)
     ctx = {"model": "qwen3", "system": system, "tools": tools()}
@@ -261,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--protocols", type=lambda s: s.split(","), default=list(PROTOCOLS))
     ap.add_argument("--max-model-len", type=int, default=24576)
     ap.add_argument("--kv-bytes", type=int, default=1 << 30)
+    ap.add_argument("--ours-args", default="", help="more `thinkbudget serve` flags")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agents.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")

@@ -187,8 +187,7 @@ def summarise(runs: dict, levels: list[int]) -> dict:
 
 def start_servers(args: argparse.Namespace) -> tuple[dict, str, str]:
     """Both servers on the chosen fixture: ({name: ServerProcess}, served name, model text)."""
-    from thinkbudget.budget.profile import QWEN3_TERMINATION
-    from thinkbudget.launch import ServerProcess
+    from bench.servers import server_pair, vllm_qwen3_budget_args
 
     if args.fixture == "tiny":
         from harness.tiny import ensure_tiny_model
@@ -199,24 +198,10 @@ def start_servers(args: argparse.Namespace) -> tuple[dict, str, str]:
 
         model, name = qwen3_thinking_model(), "qwen3"
         text = "Qwen3 fixture (real tokenizer, 151,936 ids; random weights, hidden 64, 2 layers)"
-        end = QWEN3_TERMINATION + "</think>\n\n"
-        reasoning = {"reasoning_start_str": "<think>", "reasoning_end_str": end}
-        vllm_extra = ["--reasoning-parser", "qwen3", "--reasoning-config", json.dumps(reasoning)]
+        vllm_extra = vllm_qwen3_budget_args()
     engine = ["--model", str(model), "--served-model-name", name, "--max-model-len", "1024"]
     engine += ["--kv-cache-memory-bytes", str(args.kv_bytes)]
-    logs = ROOT / ".cache" / "logs"
-    servers = {
-        "thinkbudget": ServerProcess([*engine, "--log-level", "warning"], logs / "http-ours.log")
-    }
-    try:
-        servers["vllm"] = ServerProcess(
-            [*engine, *vllm_extra, "--uvicorn-log-level", "warning"],
-            logs / "http-vllm.log",
-            module="vllm.entrypoints.openai.api_server",
-        )
-    except BaseException:
-        servers["thinkbudget"].stop()
-        raise
+    servers = server_pair(engine, [], vllm_extra, "http")
     return servers, name, text
 
 

@@ -63,4 +63,26 @@ def agents() -> str:
             f"{_ci(row['ttft_p50_ms_ratio'], 'ratio', '.3f')} | "
             f"{_ci(row['session_s_ratio'], 'ratio', '.3f')} |\n"
         )
+    return "".join(out) + _prepare()
+
+
+def _prepare() -> str:
+    """One step's prompt preparation, one request at a time (`bench/agent_prepare.py`)."""
+    path = RESULT.with_name("agents-prepare.json")
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text())
+    out = [
+        f"\nOne first step alone (`{r['command'].strip()}`, `bench/results/{path.name}`): "
+        "`/tokenize` with the messages and tools, and a chat request with `max_tokens: 1` "
+        "(prefix cached), median [min] ms over sequential calls.\n\n"
+        "| server | prompt tokens | /tokenize | chat, max_tokens 1 |\n|---|---|---|---|\n"
+    ]
+    for name in ("thinkbudget", "vllm"):
+        x = r[name]
+        out.append(
+            f"| {name} | {x['prompt_tokens']:,} | {x['tokenize']['median_ms']:.1f} "
+            f"[{x['tokenize']['min_ms']:.1f}] | {x['chat_max_tokens_1']['median_ms']:.1f} "
+            f"[{x['chat_max_tokens_1']['min_ms']:.1f}] |\n"
+        )
     return "".join(out)

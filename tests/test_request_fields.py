@@ -123,8 +123,8 @@ def test_neutral_values_of_those_fields_are_accepted(qwen3_server):
 
 
 def test_priority_and_cache_salt_are_taken_not_ignored(qwen3_server):
-    # both go to vLLM's engine with each engine request (FCFS scheduling orders by arrival,
-    # as vllm serve's); neither is named as an ignored field
+    # both go to vLLM's engine with each engine request (thinkbudget's default priority
+    # scheduling orders waiting requests by it, then arrival); neither is named as ignored
     r = raw_chat(qwen3_server, priority=3, cache_salt="tenant-a")
     assert r.status_code == 200 and "x-thinkbudget-ignored-fields" not in r.headers
 
