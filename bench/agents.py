@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ours-args", default="", help="more `thinkbudget serve` flags")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agents.json")
     args = ap.parse_args(argv)
+    if args.reps < 1:
+        ap.error("--reps must be at least 1: repetition 0 warms up and is dropped")
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
     servers, ctx = start_servers(args)
     try:
