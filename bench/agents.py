@@ -35,7 +35,7 @@ summed over a session's steps; vLLM's Messages endpoint reports none). Runs are 
 protocol and arm, rotating the order; repetition 0 warms up and is dropped. Medians with 95%
 bootstrap intervals; ratios thinkbudget / vLLM (`bench.stats`).
 
-Launch: `python -m bench.agents --reps 2` (about 45 minutes on 2 cores). Writes
+Launch: `python -m bench.agents --reps 2` (about 40 minutes on 2 cores). Writes
 `bench/results/agents.json`.
 """
 
