@@ -11,8 +11,9 @@ arguments thinkbudget sets itself are refused with the flag to use instead (`OWN
 in `serve.config`). `engine_args` builds the `AsyncEngineArgs` the server starts vLLM with,
 `build_engine` the engine itself.
 
-vLLM's dotted JSON spelling (`--speculative-config.method ngram --speculative-config.num_speculative_tokens 3`)
-is turned into the JSON flag by vLLM's own parser code (`expand_dotted`), as `vllm serve` does.
+vLLM's dotted JSON spelling (`--speculative-config.method ngram
+--speculative-config.num_speculative_tokens 3`) is turned into the JSON flag by vLLM's own
+parser code (`expand_dotted`), as `vllm serve` does.
 """
 
 from __future__ import annotations

@@ -156,7 +156,8 @@ class SamplingExtras(_Open):
         None, description="the only tokens the model may sample (must include what a cut forces)"
     )
     priority: Int64 = Field(
-        0, description="scheduling priority (lower first; not with --scheduling-policy fcfs)"
+        0,
+        description="scheduling priority (lower first; vLLM ignores it under --scheduling-policy fcfs)",
     )
     cache_salt: StrictStr | None = Field(
         None, description="isolates this request's prefix-cache entries (vLLM's cache_salt)"
