@@ -4,11 +4,13 @@ What it measures: for C concurrent streaming chat clients (16, 64, 256) on loopb
 sending one request with a thinking budget, output tokens/s (sum of
 `usage.completion_tokens` / wall time), time to first token (first chunk with text,
 reasoning or answer) p50 / p99, time to the first visible text (first chunk with
-non-whitespace text) p50, and errors. The two TTFTs differ where a reply starts with
-whitespace: vLLM streams it, thinkbudget drops leading whitespace of the reasoning and the
-answer, so its first chunk is the first visible one (the random model starts thinking with a
-newline on most prompts here). Both servers run the same model with the same engine settings
-(vLLM defaults: prefix caching on, log stats on). The request body is the same for both:
+non-whitespace text) p50, the latency of each reply (request sent to stream end; every reply
+here is cut, so at 256 clients, past vLLM's 128 running sequences, it is the saturation
+latency of cut replies) p50 / p99, and errors. Both servers stream a reply's leading
+whitespace (the random model starts thinking with a newline on most prompts here), so the
+two TTFTs differ only where a first chunk is whitespace alone. Both servers run the same
+model with the same engine settings (vLLM defaults: prefix caching on, log stats on;
+thinkbudget's default scheduling policy is `priority`, vLLM's `fcfs`). The request body is the same for both:
 `thinking_token_budget` is vLLM's field and an alias of thinkbudget's `thinking_budget`.
 - thinkbudget: `thinkbudget serve`, its defaults (budget processor loaded, splice cuts);
 - vLLM: `vllm.entrypoints.openai.api_server` with `--reasoning-parser qwen3` and a
@@ -53,13 +55,20 @@ from bench.stats import median_ci, ratio_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("thinkbudget", "vllm")
-METRICS = ("tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "ttfv_p50_ms")
+METRICS = (
+    "tokens_per_s",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "ttfv_p50_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+)
 CPU = ("api_cpu_s_per_1k_tokens", "engine_cpu_s_per_1k_tokens")
 
 
 async def stream_one(client: httpx.AsyncClient, body: dict) -> dict:
-    """Times to the first text and to the first visible (non-whitespace) text, reasoning
-    or answer; tokens; reasoning chunks of one request."""
+    """Times to the first text, to the first visible (non-whitespace) text (reasoning or
+    answer) and to the stream's end; tokens; reasoning chunks of one request."""
     t0 = time.perf_counter()
     out = {"ttft": None, "ttfv": None, "tokens": 0, "reasoning_chunks": 0}
     async with client.stream("POST", "/v1/chat/completions", json=body) as r:
@@ -79,6 +88,7 @@ async def stream_one(client: httpx.AsyncClient, body: dict) -> dict:
                     out["ttft"] = time.perf_counter() - t0
                 if out["ttfv"] is None and text.strip():
                     out["ttfv"] = time.perf_counter() - t0
+    out["latency"] = time.perf_counter() - t0
     return out
 
 
@@ -123,6 +133,8 @@ async def level(url: str, model: str, concurrency: int, args: argparse.Namespace
         "ttft_p50_ms": _pct(ttfts, 0.5),
         "ttft_p99_ms": _pct(ttfts, 0.99),
         "ttfv_p50_ms": _pct(ttfvs, 0.5),
+        "latency_p50_ms": _pct([r["latency"] for r in ok], 0.5),
+        "latency_p99_ms": _pct([r["latency"] for r in ok], 0.99),
         "errors": len(results) - len(ok),
         "tokens": sum(r["tokens"] for r in ok),
         "reasoning_chunks_p50": statistics.median(r["reasoning_chunks"] for r in ok),
@@ -179,7 +191,7 @@ def summarise(runs: dict, levels: list[int]) -> dict:
             row[s]["tokens_per_run"] = [r["tokens"] for r in rs]
             row[s]["reasoning_chunks_p50"] = [r["reasoning_chunks_p50"] for r in rs]
         ours, theirs = runs["thinkbudget"][c], runs["vllm"][c]
-        for k in ("tokens_per_s", "ttft_p50_ms", "ttfv_p50_ms"):
+        for k in ("tokens_per_s", "ttft_p50_ms", "ttfv_p50_ms", "latency_p50_ms", "latency_p99_ms"):
             row[f"{k}_ratio"] = ratio_ci([r[k] for r in ours], [r[k] for r in theirs])
         summary[str(c)] = row
     return summary

@@ -21,6 +21,9 @@ class BudgetParams:
     cut_ids: tuple[int, ...] = ()  # forced on a cut: termination text + end + separator
     extension_ids: tuple[int, ...] = ()
     answer_ids: tuple[int, ...] = ()  # tokens that start the answer (a tool call) anywhere
+    # (depth, token): the end delimiter's first `depth` tokens then `token` start the answer
+    # (gpt-oss: `<|end|><|start|>assistant<|channel|>` then `commentary`, a tool call).
+    answer_forks: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("budget", "cut_window", "min_thinking"):
@@ -36,6 +39,8 @@ class BudgetParams:
             )
         if not self.cut_ids:
             raise ValueError("cut_ids must hold at least the end delimiter")
+        if any(len(f) != 2 or f[0] < 1 for f in self.answer_forks):
+            raise ValueError(f"answer_forks must be (depth >= 1, token) pairs: {self.answer_forks}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +50,7 @@ class BudgetParams:
             "cut_ids": list(self.cut_ids),
             "extension_ids": list(self.extension_ids),
             "answer_ids": list(self.answer_ids),
+            "answer_forks": [list(f) for f in self.answer_forks],
         }
 
     @classmethod
@@ -56,4 +62,5 @@ class BudgetParams:
             cut_ids=tuple(data["cut_ids"]),
             extension_ids=tuple(data["extension_ids"]),
             answer_ids=tuple(data.get("answer_ids", ())),
+            answer_forks=tuple(tuple(f) for f in data.get("answer_forks", ())),
         )

@@ -44,8 +44,9 @@ class ProfileSpec:
     # True when the chat template's generation prompt already opens thinking
     # (DeepSeek-R1 style); False when the model writes the start delimiter (Qwen3 style).
     template_opens_thinking: bool = False
-    # Tokens that start an answer even inside thinking (a tool call); those the tokenizer
-    # has as single tokens are used, the rest ignored.
+    # Texts that start an answer even inside thinking (a tool call): one token, or the end
+    # delimiter's first tokens then a different one (gpt-oss ends its analysis and opens the
+    # commentary channel instead of the final one). Texts of neither shape are ignored.
     answer_starts: tuple[str, ...] = ("<tool_call>",)
     # vLLM's reasoning parser for this family: structured outputs (response_format, forced
     # tool calls) constrain only what follows thinking. None: structured outputs refused.
@@ -86,13 +87,17 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
         vllm_reasoning_parser="deepseek_r1",
     ),
     # gpt-oss (harmony): thinking is the analysis channel; a cut ends that message and opens
-    # the final channel, whose text starts at once.
+    # the final channel, whose text starts at once. A tool call (or a preamble) is a
+    # commentary message, its recipient in the header before or after the channel.
     "gpt-oss": ProfileSpec(
         name="gpt-oss",
         start=HARMONY_START,
         end=HARMONY_END,
         answer_separator="",
-        answer_starts=(),
+        answer_starts=(
+            "<|end|><|start|>assistant<|channel|>commentary",
+            "<|end|><|start|>assistant to",
+        ),
         vllm_reasoning_parser="openai_gptoss",
     ),
     **{p.stem: ProfileSpec.load(p) for p in sorted(PROFILE_DIR.glob("*.json"))},
@@ -106,9 +111,19 @@ def _delimiter(tokenizer: Any, text: str, what: str) -> Delimiter:
     return Delimiter(ids)
 
 
-def _single_tokens(tokenizer: Any, texts: tuple[str, ...]) -> tuple[int, ...]:
-    ids = (tokenizer.encode(t, add_special_tokens=False) for t in texts)
-    return tuple(i[0] for i in ids if len(i) == 1)
+def _answer_starts(
+    tokenizer: Any, texts: tuple[str, ...], end: Delimiter
+) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """(single answer-start tokens, forks of the end delimiter): a text that begins as the
+    end does and then differs forks at its first differing token, as (depth, token)."""
+    singles, forks = [], []
+    for ids in (tokenizer.encode(t, add_special_tokens=False) for t in texts):
+        depth = next((i for i, t in enumerate(ids[: end.size]) if t != end.ids[i]), None)
+        if len(ids) == 1:
+            singles.append(ids[0])
+        elif depth:  # None: the text holds the whole end; 0: it is no fork of it
+            forks.append((depth, ids[depth]))
+    return tuple(singles), tuple(forks)
 
 
 def _boundary_ids(tokenizer: Any) -> frozenset[int]:
@@ -141,6 +156,7 @@ class ThinkingProfile:
     termination_ids: tuple[int, ...]  # the default cut: text + end + separator
     extension_ids: tuple[int, ...]
     answer_ids: tuple[int, ...]  # the answer_starts the tokenizer has as single tokens
+    answer_forks: tuple[tuple[int, int], ...]  # the others, as forks of the end delimiter
     boundary_ids: frozenset[int] = field(repr=False)
     tokenizer: Any = field(repr=False, compare=False)
     start_delimiter: Delimiter = field(repr=False, compare=False)
@@ -161,6 +177,7 @@ class ThinkingProfile:
             raise ProfileError("the extension text must not contain a thinking delimiter")
         if spec.budget_prompt is not None:
             _check_budget_prompt(spec.budget_prompt)
+        answer_ids, answer_forks = _answer_starts(tokenizer, spec.answer_starts, end)
         profile = cls(
             spec=spec,
             start_ids=start.ids,
@@ -168,7 +185,8 @@ class ThinkingProfile:
             separator_ids=tuple(tokenizer.encode(spec.answer_separator, add_special_tokens=False)),
             termination_ids=(),
             extension_ids=ext,
-            answer_ids=_single_tokens(tokenizer, spec.answer_starts),
+            answer_ids=answer_ids,
+            answer_forks=answer_forks,
             boundary_ids=_boundary_ids(tokenizer),
             tokenizer=tokenizer,
             start_delimiter=start,

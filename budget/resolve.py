@@ -117,7 +117,13 @@ def resolve(
         return Resolved(None, None, max_tokens)
     if settings.mode is ThinkingMode.DISABLED:
         hard = profile.cut_sequence("", separator=not settings.structured)
-        return Resolved(BudgetParams(0, cut_ids=hard, answer_ids=profile.answer_ids), 0, max_tokens)
+        return Resolved(
+            BudgetParams(
+                0, cut_ids=hard, answer_ids=profile.answer_ids, answer_forks=profile.answer_forks
+            ),
+            0,
+            max_tokens,
+        )
     cut_ids = profile.cut_sequence(settings.termination_text, separator=not settings.structured)
     # The open delimiter (if the model writes it), the cut and the reserve must fit.
     fit = max_tokens - 1 - len(cut_ids) - answer_reserve
@@ -136,6 +142,7 @@ def resolve(
             cut_ids=cut_ids,
             extension_ids=profile.extension_ids,
             answer_ids=profile.answer_ids,
+            answer_forks=profile.answer_forks,
         )
         return Resolved(unbudgeted, None, max_tokens)
     budget = fit if settings.budget is None else min(settings.budget, fit)
@@ -152,11 +159,17 @@ def resolve(
         cut_ids,
         profile.extension_ids,
         profile.answer_ids,
+        profile.answer_forks,
     )
     return Resolved(params, budget, max_tokens)
 
 
 def after_cut(profile: ThinkingProfile, max_tokens: int) -> Resolved:
     """Params for the continuation of a spliced cut: thinking is closed and stays closed."""
-    params = BudgetParams(0, cut_ids=profile.cut_sequence(""), answer_ids=profile.answer_ids)
+    params = BudgetParams(
+        0,
+        cut_ids=profile.cut_sequence(""),
+        answer_ids=profile.answer_ids,
+        answer_forks=profile.answer_forks,
+    )
     return Resolved(params, 0, max_tokens)

@@ -27,7 +27,11 @@ Semantics (budget B, cut window W, minimum thinking M):
 - Outside thinking an end delimiter means nothing, so it is banned there (a stray `</think>`
   in an answer would otherwise read as a second cut).
 - An answer-start token (`answer_ids`, e.g. `<tool_call>`) sampled inside thinking ends the
-  thinking: the tool call is the answer, so a cut can never land inside it.
+  thinking: the tool call is the answer, so a cut can never land inside it. So does an end
+  delimiter that turns into an answer part-way (`answer_forks`: gpt-oss ends its analysis
+  message and opens the commentary channel, a tool call, instead of the final one); the held
+  tokens are then the answer's. A cut queued while the end was held (the budget ran out in
+  its first tokens) finishes the end as the final channel.
 
 Delimiters may be several tokens (gpt-oss ends its analysis with six). Each is matched by an
 automaton (`budget.delimiter`), one lookup per token. Tokens that may be the beginning of a
@@ -72,6 +76,7 @@ class Kind(IntEnum):
 
 class BudgetState:
     __slots__ = (
+        "answer_forks",
         "answer_ids",
         "boundary_ids",
         "budget",
@@ -116,6 +121,9 @@ class BudgetState:
         self.min_thinking = params.min_thinking
         self.ext_ids = params.extension_ids
         self.answer_ids = frozenset(params.answer_ids)
+        self.answer_forks: dict[int, set[int]] = {}
+        for depth, tok in params.answer_forks:
+            self.answer_forks.setdefault(depth, set()).add(tok)
         self.thinking, self.prompt_thinking, closed_in_prompt = self._scan_prompt(prompt_ids)
         self.used = self.prompt_thinking
         self.model_thinking = 0  # tokens the model sampled inside thinking
@@ -239,6 +247,10 @@ class BudgetState:
             self._close(reopen=False)  # the answer has started: thinking cannot open in it
 
     def _advance_thinking(self, tok: int) -> tuple[Kind, bool]:
+        if self.pending and tok in self.answer_forks.get(self.pending, ()):
+            self._release(Kind.CONTENT)  # the end began, then turned into an answer header
+            self._close(reopen=False)
+            return Kind.CONTENT, False
         depth = self.end.step(self.pending, tok)  # inside thinking, held = end matched
         if depth == self.end.size:
             self._release(Kind.DELIMITER)

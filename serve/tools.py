@@ -6,6 +6,10 @@
 - `required` and a named tool: the answer is constrained to the JSON that vLLM's
   `get_json_schema_from_tools` derives (a list of {name, parameters}, or the named tool's
   parameters) and read back as tool calls, as vLLM's server does.
+- gpt-oss (harmony): tool calls are commentary messages, read by vLLM's harmony parser as the
+  tokens come (`serve.harmony.HarmonyReader`); the plan only says whether they are surfaced
+  (`auto`, which needs `--enable-auto-tool-choice --tool-call-parser openai` as vLLM does).
+  `required` and named tools are refused there: harmony has no grammar for them here yet.
 - `response_format` `json_object` / `json_schema`, and vLLM's `structured_outputs` (json,
   regex, choice, grammar, json_object, structural_tag; or the former `guided_*` names): vLLM
   structured outputs.
@@ -28,7 +32,7 @@ from thinkbudget.serve.protocol import ChatCompletionRequest
 
 @dataclass
 class ToolPlan:
-    mode: str  # "none" | "auto" | "required" | "named"
+    mode: str  # "none" | "auto" | "required" | "named" | "harmony" (gpt-oss, calls surfaced)
     vreq: Any = None  # vLLM's ChatCompletionRequest, which its parsers read
     parser: Any = None  # a vLLM ToolParser (auto)
     named: str | None = None
@@ -98,7 +102,28 @@ def answer_constraint(req: Any) -> Any:
         raise RequestError(f"structured_outputs: {message}", "structured_outputs") from None
 
 
-def plan_tools(req: ChatCompletionRequest, config: Any, tokenizer: Any) -> ToolPlan:
+def _harmony(req: ChatCompletionRequest, config: Any, choice: Any, answer: Any) -> ToolPlan:
+    """gpt-oss: calls are read from the commentary channel; `auto` surfaces them."""
+    if not req.tools or choice == "none":
+        return ToolPlan("none", structured=answer)
+    if choice != "auto":
+        raise RequestError(
+            "gpt-oss (harmony) serves tool_choice 'auto' and 'none'; 'required' and named "
+            "tools are not supported with it yet",
+            "tool_choice",
+        )
+    if not (config.enable_auto_tool_choice and config.tool_call_parser == "openai"):
+        raise RequestError(
+            '"auto" tool choice with gpt-oss requires --enable-auto-tool-choice and '
+            "--tool-call-parser openai (as with vllm serve)",
+            "tool_choice",
+        )
+    return ToolPlan("harmony", _vllm_request(req), structured=answer)
+
+
+def plan_tools(
+    req: ChatCompletionRequest, config: Any, tokenizer: Any, harmony: bool = False
+) -> ToolPlan:
     """How this request's answer is constrained and read back."""
     from vllm.sampling_params import StructuredOutputsParams
     from vllm.tool_parsers.utils import get_json_schema_from_tools
@@ -107,6 +132,8 @@ def plan_tools(req: ChatCompletionRequest, config: Any, tokenizer: Any) -> ToolP
     if req.tool_choice is not None and not req.tools and req.tool_choice != "none":
         raise RequestError("tool_choice needs tools", "tool_choice")
     answer = answer_constraint(req)
+    if harmony:
+        return _harmony(req, config, choice, answer)
     if not req.tools or choice == "none":
         return ToolPlan("none", structured=answer)
     vreq = _vllm_request(req)
@@ -202,6 +229,6 @@ def finish_delta(plan: ToolPlan) -> tuple[str, list[dict] | None]:
 
 def finish_reason(plan: ToolPlan, called: bool, reason: str | None) -> str | None:
     """vLLM's: `tool_calls` when an auto or required answer called tools."""
-    if called and reason == "stop" and plan.mode in ("auto", "required"):
+    if called and reason == "stop" and plan.mode in ("auto", "required", "harmony"):
         return "tool_calls"
     return reason

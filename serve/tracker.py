@@ -6,6 +6,10 @@ split is by token id, never by text: the delimiters go nowhere, the forced termi
 stays in the reasoning, and nothing of either can leak into the content. Each segment is
 detokenised incrementally (`tokenizers.DecodeStream`), so a token costs O(1).
 
+gpt-oss (harmony) output is read by vLLM's harmony parser instead (`reader`): it says, token
+by token, which text is reasoning (analysis), content (the final channel) and tool call
+(commentary to a function); the budget state still labels each token for counting.
+
 Stop strings apply to the answer (content) only: thinking is not stopped by them. The
 content holds back len(longest stop) - 1 characters so a stop string split across tokens is
 never streamed.
@@ -45,9 +49,10 @@ class Segment:
             self._undecoded.append(token)
             return ""
         self._undecoded.clear()
-        return self._text(piece)
+        return self.text(piece)
 
-    def _text(self, piece: str) -> str:
+    def text(self, piece: str) -> str:
+        """Text of the segment (decoded elsewhere), through the stop strings."""
         if not self._stop:
             return piece
         buf = self._pending + piece
@@ -67,7 +72,7 @@ class Segment:
         if self._undecoded and not self.stopped:
             ids, self._undecoded = self._undecoded, []
             self._stream = DecodeStream(skip_special_tokens=True)
-            out = self._text(self._tokenizer.decode(ids, skip_special_tokens=True))
+            out = self.text(self._tokenizer.decode(ids, skip_special_tokens=True))
         if self.stopped:
             return out
         out, self._pending = out + self._pending, ""
@@ -104,6 +109,7 @@ class ChoiceTracker:
         stop: Sequence[str] = (),
         raw: bool = False,
         keep_ids: bool = False,
+        reader: Any = None,
     ) -> None:
         self.token_ids: list[int] | None = [] if keep_ids else None
         self.state = (
@@ -112,6 +118,7 @@ class ChoiceTracker:
             else None
         )
         self.raw = raw
+        self.reader = None if raw else reader  # a `serve.harmony.HarmonyReader` (gpt-oss)
         self.reasoning = Segment(tokenizer)
         self.content = Segment(tokenizer, stop)
         self.completion_tokens = 0
@@ -163,11 +170,20 @@ class ChoiceTracker:
     def _route(self, out: _Out, f: Fed) -> None:
         if f.kind is not Kind.CONTENT:
             self.reasoning_tokens += 1
-        if self.raw or f.kind is Kind.CONTENT:
+        if self.reader is not None:
+            self._read(out, [f.token])
+            self.content.tokens += f.kind is Kind.CONTENT
+        elif self.raw or f.kind is Kind.CONTENT:
             out.content.append(self.content.push(f.token))
         elif f.kind is Kind.REASONING:
             out.reasoning.append(self.reasoning.push(f.token))
         out.fed.append(f)
+
+    def _read(self, out: _Out, ids: list[int], finished: bool = False) -> None:
+        reasoning, content = self.reader.feed(ids, finished)
+        out.reasoning.append(reasoning)
+        if content and not self.content.stopped:
+            out.content.append(self.content.text(content))
 
     def finish(self, reason: str | None) -> tuple[str, str, list[Fed]]:
         """Mark the choice done; returns the (reasoning, content) text still held back and
@@ -177,6 +193,8 @@ class ChoiceTracker:
             self.state.finish()
             if self.state.released:
                 self._release(out)
+        if self.reader is not None:
+            self._read(out, [], finished=True)
         tail = self.content.flush()
         self.finish_reason = "stop" if self.content.stopped else reason
         return "".join(out.reasoning) + self.reasoning.flush(), "".join(out.content) + tail, out.fed

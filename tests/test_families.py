@@ -21,9 +21,7 @@ from transformers import AutoTokenizer
 
 from harness.fixtures import FAMILIES, family_server_args
 from thinkbudget.budget.profile import ThinkingProfile, detect_spec
-from thinkbudget.budget.state import BudgetParams
 from thinkbudget.launch import ServerProcess
-from thinkbudget.serve.tracker import ChoiceTracker
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINATION = "Considering the limited time by the user"
@@ -203,74 +201,123 @@ def test_reasoning_effort_sets_the_budget_and_an_explicit_budget_wins(fam):
         assert "Reasoning: high" in prompt
 
 
-def test_gpt_oss_chat_labels_a_multi_token_end_on_the_real_tokenizer():
-    tok = AutoTokenizer.from_pretrained(FAMILIES["gpt-oss"]())
-    profile = ThinkingProfile.from_tokenizer(tok, "gpt-oss")
-    enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
-    prompt = enc("<|start|>user<|message|>hi<|end|><|start|>assistant")
-    tracker = ChoiceTracker(
-        tok, profile, BudgetParams(None, cut_ids=profile.termination_ids), prompt
+# -- gpt-oss tools and answer formats through the server ----------------------------------
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def harmony_call_tag(tok) -> str:
+    """A structural tag (taken as given on gpt-oss) that makes the random model write a few
+    words of analysis, end it and call get_weather as gpt-oss does (the prompt has opened
+    the analysis: a request with a grammar thinks)."""
+    token = lambda t: {"type": "token", "token": tok.convert_tokens_to_ids(t)}  # noqa: E731
+    const = lambda v: {"type": "const_string", "value": v}  # noqa: E731
+    elements = [
+        {"type": "regex", "pattern": "[a-z]{1,6}( [a-z]{1,6}){2,4}"},
+        *map(token, ("<|end|>", "<|start|>")),
+        const("assistant"),
+        token("<|channel|>"),
+        const("commentary to=functions.get_weather "),
+        token("<|constrain|>"),
+        const("json"),
+        token("<|message|>"),
+        {"type": "regex", "pattern": '\\{"city": "(Paris|Rome)"\\}'},
+    ]
+    tag = {"type": "structural_tag", "format": {"type": "sequence", "elements": elements}}
+    return json.dumps(tag)
+
+
+def gpt_oss_only(fam: Family) -> None:
+    if fam.name != "gpt-oss":
+        pytest.skip("harmony's commentary channel is gpt-oss's")
+
+
+def test_gpt_oss_tool_call_is_read_from_the_commentary_channel(fam):
+    """Thinking is counted up to the analysis' end and the call is the answer (not cut, not
+    thinking); streamed through the real `openai` client, the call arrives the same."""
+    import openai
+
+    gpt_oss_only(fam)
+    body = {"model": "m", "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    body |= {"tools": [WEATHER], "max_tokens": 80, "temperature": 0, "thinking_budget": 40}
+    extra = {"structured_outputs": {"structural_tag": harmony_call_tag(fam.tok)}}
+    r = fam.client.post("/v1/chat/completions", json=body | extra | {"return_token_ids": True})
+    assert r.status_code == 200, r.text
+    c = r.json()["choices"][0]
+    (call,) = c["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"])["city"] in ("Paris", "Rome")
+    assert c["finish_reason"] == "tool_calls" and not c["message"]["content"]
+    end = c["token_ids"].index(fam.tok.convert_tokens_to_ids("<|end|>"))
+    assert c["thinking"]["tokens"] == end and not c["thinking"]["cut"]  # the analysis only
+    assert c["message"]["reasoning_content"] == fam.tok.decode(c["token_ids"][:end])
+    client = openai.OpenAI(base_url=str(fam.client.base_url) + "/v1", api_key="none")
+    body.pop("thinking_budget")
+    stream = client.chat.completions.create(
+        **body, stream=True, extra_body={"thinking_budget": 40, **extra}
     )
-    # analysis, an `<|end|>` that turns out to open a second analysis message, then the end.
-    stream = enc("<|channel|>analysis<|message|>Add them.<|end|><|start|>assistant<|channel|>")
-    stream += enc("analysis<|message|> Five.") + list(profile.end_ids) + enc("It is 5.<|return|>")
-    reasoning, content, fed = tracker.feed(stream[:7])
-    more = tracker.feed(stream[7:])
-    tail = tracker.finish("stop")
-    reasoning, content = reasoning + more[0] + tail[0], content + more[1] + tail[1]
-    # The header of the second analysis message is text of the thinking (harmony's special
-    # tokens are not): `assistant` and `analysis` stay in the reasoning, nothing in the answer.
-    assert reasoning == "Add them.assistantanalysis Five."
-    assert content == "It is 5."
-    assert len(fed) + len(more[2]) + len(tail[2]) == len(stream)
+    name, arguments, reasons = "", "", []
+    for chunk in stream:
+        for choice in chunk.choices:
+            for d in choice.delta.tool_calls or ():
+                name += d.function.name or ""
+                arguments += d.function.arguments or ""
+            reasons.append(choice.finish_reason)
+    assert (name, arguments) == ("get_weather", call["function"]["arguments"])
+    assert "tool_calls" in reasons
 
 
-def test_transformers_adapter_cuts_gpt_oss_at_the_budget():
-    """The trainer's rollout path (the transformers processor) on the gpt-oss architecture,
-    with the six header tokens pushed so the model starts (and breaks off) its own end."""
-    import torch
-    from transformers import AutoModelForCausalLM, LogitsProcessor
+def test_gpt_oss_history_with_calls_renders_as_vllm_renders_harmony(fam):
+    gpt_oss_only(fam)
+    arguments = '{"city": "Rome"}'
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": arguments},
+    }
+    messages = [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"role": "assistant", "reasoning_content": "Ask the tool.", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny <|end|>"},
+    ]
+    body = {"model": "m", "messages": messages, "tools": [WEATHER], "max_tokens": 1}
+    r = fam.client.post("/v1/chat/completions", json=body | {"return_token_ids": True})
+    assert r.status_code == 200, r.text
+    ids = r.json()["choices"][0]["prompt_token_ids"]
+    prompt = fam.tok.decode(ids)
+    assert "type get_weather = (_: {" in prompt  # the tool, in the developer message
+    assert "<|channel|>analysis<|message|>Ask the tool.<|end|>" in prompt
+    assert 'to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Rome"}' in prompt
+    assert "<|start|>functions.get_weather<|channel|>commentary to=assistant" in prompt
+    # the tool's text stays text: its `<|end|>` is no control token
+    assert ids.count(fam.tok.convert_tokens_to_ids("<|end|>")) == prompt.count("<|end|>") - 1
 
-    from thinkbudget.budget.hf_adapter import ThinkingBudgetProcessor
 
-    path = FAMILIES["gpt-oss"]()
-    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
-    profile = ThinkingProfile.from_tokenizer(tok, "gpt-oss")
-    headers = sorted(set(profile.end_ids))
+@pytest.mark.parametrize("thinking", [{"thinking_budget": 5}, {"enable_thinking": False}])
+def test_gpt_oss_answer_format_constrains_the_final_channel_with_exact_budgets(fam, thinking):
+    gpt_oss_only(fam)
+    body = {"model": "m", "messages": ASK, "max_tokens": 120, "temperature": 0, **thinking}
+    body["structured_outputs"] = {"choice": ["yes", "no"]}
+    r = fam.client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    c = r.json()["choices"][0]
+    assert c["message"]["content"] in ("yes", "no") and c["finish_reason"] == "stop"
+    budget = thinking.get("thinking_budget", 0)
+    assert c["thinking"]["tokens"] == budget and c["thinking"]["cut"] == bool(budget)
 
-    class Push(LogitsProcessor):
-        def __call__(self, ids, scores):
-            scores[:, headers] += 9.0
-            return scores
 
-    prompt = tok.encode(
-        "<|start|>user<|message|>hi<|end|><|start|>assistant" + profile.spec.start,
-        add_special_tokens=False,
-    )
-    budget = 10
-    rows = 16
-    budgeter = ThinkingBudgetProcessor(
-        profile, [BudgetParams(budget, cut_ids=profile.termination_ids)] * rows, [prompt] * rows
-    )
-    torch.manual_seed(0)
-    out = model.generate(
-        torch.tensor([prompt] * rows),
-        attention_mask=torch.ones(rows, len(prompt), dtype=torch.long),
-        max_new_tokens=60,
-        do_sample=True,
-        logits_processor=[Push(), budgeter],
-        pad_token_id=tok.pad_token_id,
-    )
-    end, begun_by_model = profile.end_ids, 0
-    for row in range(rows):
-        completion = out[row, len(prompt) :].tolist()[: len(budgeter.forced[row]) + 1]
-        at = next(i for i in range(len(completion)) if tuple(completion[i : i + len(end)]) == end)
-        forced = budgeter.forced[row]
-        model_thinking = sum(1 for f in forced[:at] if not f)
-        assert model_thinking <= budget
-        assert budgeter.states[row].model_thinking <= budget and budgeter.states[row].cut
-        # The model may have begun the end itself: then only the rest of it was forced.
-        begun = forced[at : at + len(end)].index(True)
-        assert begun < len(end) and all(forced[at + begun : at + len(end)])
-        begun_by_model += begun > 0
-    assert begun_by_model  # the seed makes some rows cut part-way through their own end
+def test_gpt_oss_refuses_tool_choices_it_cannot_serve(fam):
+    gpt_oss_only(fam)
+    body = {"model": "m", "messages": ASK, "tools": [WEATHER], "tool_choice": "required"}
+    r = fam.client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice"

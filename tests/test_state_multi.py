@@ -191,3 +191,35 @@ def test_cut_mid_end_forces_only_the_rest_of_it():
     assert state.advance(15) == (Kind.DELIMITER, True)
     assert state.advance(SEP[0]) == (Kind.CONTENT, True)
     assert not state.thinking and state.cut and state.model_thinking == 2
+
+
+FORK = 16  # after the end's first two tokens (2, 14), this opens the answer (a tool call)
+
+
+def test_an_end_that_forks_into_an_answer_header_ends_thinking_as_the_answer():
+    """gpt-oss: `<|end|><|start|>assistant<|channel|>` then `commentary` (not `final`)."""
+    start, end = (1, 13), (2, 14, 15)
+    params = BudgetParams(None, 0, 0, TERM + end, (), answer_forks=((2, FORK),))
+    state = BudgetState(start, end, frozenset(), params, [1, 13])
+    assert [state.advance(t)[0] for t in (0, 2, 14)] == [Kind.REASONING, *[Kind.PENDING] * 2]
+    assert state.advance(FORK) == (Kind.CONTENT, False)
+    assert (state.released, state.released_kind) == (2, Kind.CONTENT)  # the header's tokens
+    assert not state.thinking and state.model_thinking == 1
+    state.advance(1)  # thinking may not re-open inside the answer: its start is banned
+    assert state.constraints() == ((Action.BAN, 13),)
+
+
+@given(
+    st.integers(0, 12),
+    st.lists(st.sampled_from([0, 2, 14, 15, FORK, 1, 13, BOUNDARY]), max_size=60),
+)
+@settings(max_examples=400, deadline=None)
+def test_a_cut_never_lands_after_a_fork_and_budgets_hold(budget, draws):
+    start, end = (1, 13), (2, 14, 15)
+    params = BudgetParams(budget, 0, 0, TERM + end + SEP, (), answer_forks=((2, FORK),))
+    emitted, forced, kinds, state = run(start, end, params, [1, 13], draws)
+    assert state.model_thinking <= state.used <= budget
+    forks = [i for i in range(2, len(emitted)) if emitted[i - 2 : i + 1] == [2, 14, FORK]]
+    if forks and not any(forced[: forks[0]]):  # the model forked before any cut
+        after = forks[0] - 2
+        assert not any(forced[after:]) and all(k is Kind.CONTENT for k in kinds[after:])

@@ -110,7 +110,7 @@ def scoped(h: EngineHandle, settings: Any, messages: list[dict], scope: str):
 async def prepare_chat(request: Request, req: ChatCompletionRequest) -> Planned:
     h, config = handle_of(request), config_of(request)
     check_model(request, req.model)
-    tools = plan_tools(req, config, h.tokenizer)
+    tools = plan_tools(req, config, h.tokenizer, h.harmony)
     settings, enable = plan(request, req, req.reasoning_effort, req.chat_template_kwargs)
     if tools.structured is not None:
         settings = structured_settings(h, settings)
