@@ -195,7 +195,8 @@ def http() -> str:
     if r is None:
         return "".join(out) + missing("http.json")
     out.append(
-        f"Model: {r['model']}; thinking budget {r['budget']} (thinkbudget's cut vs vLLM's native "
+        f"Model: {r['model']}, dtype {r['dtype']}; thinking budget {r['budget']} (thinkbudget's "
+        "cut vs vLLM's native "
         f"`thinking_token_budget`, same forced text), max_tokens {r['max_tokens']}, greedy; "
         f"{r['reps']} interleaved repetitions, medians with 95% bootstrap intervals; result "
         f"`bench/results/http.json`, command `{r['command'].strip()}`. vLLM's CPU default "
