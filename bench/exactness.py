@@ -189,7 +189,13 @@ async def run(
                 if len(examples) < 20:
                     examples.append({"violation": v, "request": body, "choice": choice})
 
-    async with httpx.AsyncClient(base_url=url, timeout=600, headers=headers) as client:
+    # Idle connections expire on the client before the server's 5 s keep-alive does: with
+    # equal expiries a request could go out on a connection the server was closing (one
+    # ReadError in a make test run on a busy 2-core machine).
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=600, headers=headers, limits=limits
+    ) as client:
         model = (await client.get("/v1/models")).json()["data"][0]["id"]
         await asyncio.gather(*(one(p, b) for p, b in jobs))
     return counts, violations, info, errors, ratios, examples

@@ -85,22 +85,25 @@ def test_prompt_longer_than_context_is_400(http):
 # -- disconnects ---------------------------------------------------------------------------
 def test_non_streaming_disconnect_aborts_within_2s(server, http):
     aborted = metric(http, "thinkbudget_requests_total", outcome="aborted")
-    # 16 choices of 900 tokens: still generating when the client goes away, also on a warm
-    # server whose 2 cores the engine's threads keep busy
+    # Three requests of 16 choices x 900 tokens: still generating when their clients go away,
+    # also on a warm, fast server (one such request could finish while the metrics GET that
+    # sees it in flight waited for the 2 cores the engine's threads keep busy)
     payload = json.dumps(LONG | {"max_tokens": 900, "n": 16}).encode()
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     ).encode()
     wait_idle(http, within_s=10.0)  # nothing of an earlier test in flight
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(head + payload)
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    for sock in socks:
+        sock.sendall(head + payload)
     deadline = time.monotonic() + 10
-    while metric(http, "thinkbudget_requests_in_flight") == 0 and time.monotonic() < deadline:
+    while metric(http, "thinkbudget_requests_in_flight") < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    sock.close()
+    for sock in socks:
+        sock.close()
     wait_idle(http, within_s=2.0)
-    assert metric(http, "thinkbudget_requests_total", outcome="aborted") == aborted + 1
+    assert metric(http, "thinkbudget_requests_total", outcome="aborted") == aborted + 3
 
 
 def test_streaming_disconnect_aborts_within_2s(http):
