@@ -54,7 +54,8 @@ def _messages(messages: list[dict], tools: list[dict] | None, effort: str | None
         )
         return head + hu.parse_chat_inputs_to_harmony_messages(rest)
     except (ValueError, VLLMClientError) as exc:  # vLLM's checks (a tool type it can't carry)
-        raise RequestError(str(exc).strip().splitlines()[-1], "messages") from None
+        message = (str(exc).strip() or type(exc).__name__).splitlines()[-1]
+        raise RequestError(message, "messages") from None
 
 
 class HarmonyTemplate:
