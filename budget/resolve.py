@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from thinkbudget.budget.profile import ThinkingProfile
 from thinkbudget.budget.state import BudgetParams
@@ -117,13 +118,7 @@ def resolve(
         return Resolved(None, None, max_tokens)
     if settings.mode is ThinkingMode.DISABLED:
         hard = profile.cut_sequence("", separator=not settings.structured)
-        return Resolved(
-            BudgetParams(
-                0, cut_ids=hard, answer_ids=profile.answer_ids, answer_forks=profile.answer_forks
-            ),
-            0,
-            max_tokens,
-        )
+        return Resolved(_params(profile, 0, hard), 0, max_tokens)
     cut_ids = profile.cut_sequence(settings.termination_text, separator=not settings.structured)
     # The open delimiter (if the model writes it), the cut and the reserve must fit.
     fit = max_tokens - 1 - len(cut_ids) - answer_reserve
@@ -137,13 +132,7 @@ def resolve(
                 "max_tokens",
             )
         # As vLLM would run it: thinking unbudgeted (still tracked, so the split holds).
-        unbudgeted = BudgetParams(
-            None,
-            cut_ids=cut_ids,
-            extension_ids=profile.extension_ids,
-            answer_ids=profile.answer_ids,
-            answer_forks=profile.answer_forks,
-        )
+        unbudgeted = _params(profile, None, cut_ids, extension_ids=profile.extension_ids)
         return Resolved(unbudgeted, None, max_tokens)
     budget = fit if settings.budget is None else min(settings.budget, fit)
     if settings.min_thinking > budget:
@@ -152,24 +141,28 @@ def resolve(
             f"allows at most {budget} thinking tokens",
             "min_thinking_tokens",
         )
-    params = BudgetParams(
+    params = _params(
+        profile,
         budget,
-        settings.cut_window,
-        settings.min_thinking,
         cut_ids,
-        profile.extension_ids,
-        profile.answer_ids,
-        profile.answer_forks,
+        cut_window=settings.cut_window,
+        min_thinking=settings.min_thinking,
+        extension_ids=profile.extension_ids,
     )
     return Resolved(params, budget, max_tokens)
 
 
 def after_cut(profile: ThinkingProfile, max_tokens: int) -> Resolved:
     """Params for the continuation of a spliced cut: thinking is closed and stays closed."""
-    params = BudgetParams(
-        0,
-        cut_ids=profile.cut_sequence(""),
+    return Resolved(_params(profile, 0, profile.cut_sequence("")), 0, max_tokens)
+
+
+def _params(profile: ThinkingProfile, budget: int | None, cut_ids, **more: Any) -> BudgetParams:
+    """Budget params with the profile's answer starts (single tokens and end forks)."""
+    return BudgetParams(
+        budget,
+        cut_ids=cut_ids,
         answer_ids=profile.answer_ids,
         answer_forks=profile.answer_forks,
+        **more,
     )
-    return Resolved(params, 0, max_tokens)
