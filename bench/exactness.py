@@ -189,10 +189,12 @@ async def run(
                 if len(examples) < 20:
                     examples.append({"violation": v, "request": body, "choice": choice})
 
-    # Idle connections expire on the client before the server's 5 s keep-alive does: with
-    # equal expiries a request could go out on a connection the server was closing (one
-    # ReadError in a make test run on a busy 2-core machine).
-    limits = httpx.Limits(keepalive_expiry=2.0)
+    # A fresh connection per request: a pooled one can be reused just as the server's 5 s
+    # keep-alive closes it (an httpx ReadError, twice in make test runs on a busy 2-core
+    # machine), since the client's idle clock starts when it reads a response, which can be
+    # seconds after the server sent it while this loop runs the oracle's checks. A client
+    # expiry of 2 s did not prevent it; no idle connection does.
+    limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(
         base_url=url, timeout=600, headers=headers, limits=limits
     ) as client:

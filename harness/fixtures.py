@@ -133,7 +133,9 @@ def _qwen3(cache: Path, name: str, shape: dict, dtype: str) -> Path:
     return _atomic_build(cache / f"qwen3-random-{name}-{VERSION}", build)
 
 
-def qwen3_model(cache: Path = CACHE, hidden: int = 64, layers: int = 2) -> Path:
+def qwen3_model(
+    cache: Path = CACHE, hidden: int = 64, layers: int = 2, dtype: str = "float32"
+) -> Path:
     """The small Qwen3 fixture of the serving tests (real vocabulary, tiny hidden size)."""
     shape = dict(
         hidden_size=hidden,
@@ -144,7 +146,15 @@ def qwen3_model(cache: Path = CACHE, hidden: int = 64, layers: int = 2) -> Path:
         head_dim=32,
         max_position_embeddings=4096,
     )
-    return _qwen3(cache, f"h{hidden}-l{layers}", shape, "float32")
+    suffix = "" if dtype == "float32" else f"-{dtype}"
+    return _qwen3(cache, f"h{hidden}-l{layers}{suffix}", shape, dtype)
+
+
+def qwen3_paced_model(cache: Path = CACHE) -> Path:
+    """Hidden size 512, 156 MB in bfloat16; served in float32 its tied output layer reads
+    311 MB per decode step, some 10-30 ms on one core: longer than the API process takes to
+    handle the step's output, so replies finish in the order the engine ran them."""
+    return qwen3_model(cache, hidden=512, dtype="bfloat16")
 
 
 def qwen3_0_6b_model(cache: Path = CACHE) -> Path:
@@ -319,8 +329,9 @@ def family_server_args(
     family: str, model: Path, *extra: str, kv_bytes: int = 256 << 20
 ) -> list[str]:
     """`thinkbudget serve` flags for a family's fixture: vLLM's tool flags for it, compact
-    JSON (random weights would pad it with whitespace forever), a small CPU KV cache."""
-    flags = f"--max-model-len 2048 {TOOL_FLAGS[family]} --log-level warning --kv-cache-memory-bytes {kv_bytes}"
+    JSON (random weights would pad it with whitespace forever), a small CPU KV cache, eager
+    mode (as `harness.tiny.tiny_server_args`)."""
+    flags = f"--max-model-len 2048 {TOOL_FLAGS[family]} --log-level warning --kv-cache-memory-bytes {kv_bytes} --enforce-eager"
     compact = '{"backend": "xgrammar", "disable_any_whitespace": true}'
     return ["--model", str(model), *flags.split(), "--structured-outputs-config", compact, *extra]
 

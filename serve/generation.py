@@ -230,6 +230,7 @@ class Generation:
         stream = self.submit(
             choice.prep.prompt_ids, choice.sampling_kwargs, choice.request_id, choice.prep
         )
+        continued: float | None = None  # when the continuation after a cut was submitted
         try:
             while stream is not None:
                 current, stream = stream, None
@@ -237,11 +238,16 @@ class Generation:
                     async for out in current:
                         if choice.cached_tokens is None:
                             choice.cached_tokens = out.num_cached_tokens
+                        if continued is not None:
+                            self.handle.metrics.continuation_wait.observe(
+                                time.monotonic() - continued
+                            )
+                            continued = None
                         if self.first_token is None and out.outputs[0].token_ids:
                             self.first_token = time.monotonic()
                         delta, cut = self._feed(choice, out.outputs[0])
                         if cut:
-                            stream = self._continuation(choice)
+                            stream, continued = self._continuation(choice), time.monotonic()
                             if stream is None:  # no room left after the cut
                                 r, c, more = choice.tracker.finish("length")
                                 delta = replace(

@@ -20,7 +20,7 @@ from thinkbudget.train_fusion.config import LoraSettings
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # a LoRA GRPO run and two servers: about 3 minutes here
 SMALL = ["--kv-cache-memory-bytes", str(64 << 20), "--max-model-len", "512"]
-SMALL += ["--log-level", "warning"]
+SMALL += ["--log-level", "warning", "--enforce-eager"]
 STATED = "Think for {budget} tokens."
 HI = [{"role": "user", "content": "hi"}]
 
