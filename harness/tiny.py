@@ -137,14 +137,17 @@ if __name__ == "__main__":
     main()
 
 
+# Every test server runs eager: vLLM's torch.compile tracing adds ~13 s to each start on two
+# cores and nothing to models this small.
+EAGER = "--enforce-eager"
+
+
 def tiny_server_args(model: Path, *extra: str) -> list[str]:
-    """Flags for a small CPU server over the tiny model (tests, quick benches). Eager mode:
-    vLLM's torch.compile tracing adds ~13 s to each start on two cores and nothing to a
-    model this small."""
+    """Flags for a small CPU server over the tiny model (tests, quick benches)."""
     return [
         "--model",
         str(model),
-        "--enforce-eager",
+        EAGER,
         "--kv-cache-memory-bytes",
         str(64 << 20),
         "--max-model-len",

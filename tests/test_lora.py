@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.tiny import EAGER
 from tests.test_grpo import grpo_config
 from thinkbudget.launch import ServerProcess
 from thinkbudget.train_fusion.config import LoraSettings
@@ -20,7 +21,7 @@ from thinkbudget.train_fusion.config import LoraSettings
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # a LoRA GRPO run and two servers: about 3 minutes here
 SMALL = ["--kv-cache-memory-bytes", str(64 << 20), "--max-model-len", "512"]
-SMALL += ["--log-level", "warning", "--enforce-eager"]
+SMALL += ["--log-level", "warning", EAGER]
 STATED = "Think for {budget} tokens."
 HI = [{"role": "user", "content": "hi"}]
 

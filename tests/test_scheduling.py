@@ -32,7 +32,7 @@ async def finish_order(url: str, prompt: str, priority: int) -> list[str]:
     48) starts alone, with `priority`; B, C and D (48 tokens each, priority 0) arrive while
     it thinks. The names in the order their replies finished."""
     cut = {"thinking_budget": 24, "min_thinking_tokens": 24, "max_tokens": 96, "priority": priority}
-    plain = {"max_tokens": 48, "ignore_eos": True}  # A has no ignore_eos: it is spliced
+    plain = {"max_tokens": 48, "ignore_eos": True, "temperature": 0}  # A: no ignore_eos, spliced
     done: list[str] = []
     async with httpx.AsyncClient(base_url=url, timeout=300) as http:
 
@@ -48,7 +48,7 @@ async def finish_order(url: str, prompt: str, priority: int) -> list[str]:
             async for line in r.aiter_lines():
                 if not later and line.startswith("data:"):  # A is thinking: the others come
                     for name in "BCD":
-                        later.append(asyncio.create_task(run(name, plain | {"temperature": 0})))
+                        later.append(asyncio.create_task(run(name, plain)))
                         await asyncio.sleep(0.05)
         done.append("A")
         await asyncio.gather(*later)
